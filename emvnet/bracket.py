@@ -1,0 +1,220 @@
+"""A validated bracket: the frames of one merge, their exposure times and the reference frame.
+
+Every merge (classical or network) takes a `Bracket`, so the rules live in one place: at least two
+frames of one size, layout and domain; exposure times from the caller win over EXIF, and without
+either the merge is blind; the reference is given or chosen as the best-exposed frame.
+
+Units: `linear` values are proportional to scene radiance with 1.0 = each frame's own clipping level.
+`ratios[i] = t_i / t_ref`, so `linear[i] / ratios[i]` is frame i in reference units.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+
+from emvnet.errors import BracketError, ExposureError
+from emvnet.frame import Frame
+
+log = logging.getLogger(__name__)
+
+MIN_FRAMES = 2
+DEFAULT_CRF_GAMMA = 2.2  # inverse camera response for display-encoded frames (the paper's default)
+# A code value at or above this fraction of full scale counts as clipped (JPEG ringing near white
+# rarely reaches 1.0 exactly, so a strict 1.0 would miss most saturated pixels).
+SATURATION_LEVEL = 0.95
+# Below this fraction of full scale a display-encoded pixel is mostly noise and quantization.
+UNDEREXPOSED_LEVEL = 0.05
+# How much worse (share of well-exposed samples) the median exposure may be than the best frame and
+# still be the reference: a short frame always "wins" on clipping alone, but its shadows are noise.
+REFERENCE_TOLERANCE = 0.10
+
+Reference = int | Literal["auto"]
+
+
+def linearize(frame: Frame, crf_gamma: float = DEFAULT_CRF_GAMMA) -> np.ndarray:
+    """Frame data in the linear domain (H, W, C), 1.0 = clipping; display frames get x ** gamma."""
+    if frame.domain == "linear":
+        return frame.data
+    return np.power(np.clip(frame.data, 0.0, 1.0), crf_gamma, dtype=np.float32)
+
+
+def _subsample(x: np.ndarray, max_pixels: int = 250_000) -> np.ndarray:
+    """A strided view with at most about `max_pixels` pixels: statistics do not need every pixel."""
+    step = max(1, int(math.sqrt(x.shape[0] * x.shape[1] / max_pixels)))
+    return x[::step, ::step]
+
+
+def well_exposed_fraction(display: np.ndarray) -> float:
+    """Share of samples neither clipped nor in the noise floor, on display-encoded [0, 1] values."""
+    sub = _subsample(display)
+    good = (sub > UNDEREXPOSED_LEVEL) & (sub < SATURATION_LEVEL)
+    return float(good.mean())
+
+
+def select_reference(frames: Sequence[Frame], exposures: Sequence[float] | None = None) -> int:
+    """The best-exposed frame: most samples neither clipped nor dark.
+
+    Frames within `REFERENCE_TOLERANCE` of the best score count as ties, and a tie goes to the frame
+    of median exposure: the usual reference of bracketed captures (and of Kalantari's dataset),
+    because it minimizes the largest exposure ratio the merge has to bridge.
+    """
+    scores = []
+    for frame in frames:
+        display = (
+            frame.data
+            if frame.domain == "display"
+            else np.power(np.clip(frame.data, 0.0, 1.0), 1.0 / DEFAULT_CRF_GAMMA)
+        )
+        scores.append(well_exposed_fraction(display))
+    best = max(scores)
+    candidates = [i for i, s in enumerate(scores) if s >= best - REFERENCE_TOLERANCE]
+    if exposures is not None:
+        order = sorted(range(len(frames)), key=lambda i: exposures[i])
+    else:  # brightness stands in for exposure when times are unknown
+        means = [float(_subsample(f.data).mean()) for f in frames]
+        order = sorted(range(len(frames)), key=lambda i: means[i])
+    median = order[(len(order) - 1) // 2]
+    if median in candidates:
+        return median
+    return min(candidates, key=lambda i: abs(order.index(i) - order.index(median)))
+
+
+def estimate_ratios(linear: np.ndarray, reference: int) -> np.ndarray:
+    """Blind exposure ratios t_i / t_ref from the frames themselves.
+
+    Over samples that are well exposed in both frame i and the reference, radiance constancy gives
+    lin_i = r_i * lin_ref; the median of log ratios is robust to motion and noise. Frames with too
+    little overlap fall back to the ratio of mean brightness.
+    """
+    n = linear.shape[0]
+    ref = _subsample(linear[reference])
+    ratios = np.ones(n, dtype=np.float64)
+    lo, hi = UNDEREXPOSED_LEVEL**DEFAULT_CRF_GAMMA, SATURATION_LEVEL**DEFAULT_CRF_GAMMA
+    for i in range(n):
+        if i == reference:
+            continue
+        cur = _subsample(linear[i])
+        ok = (cur > lo) & (cur < hi) & (ref > lo) & (ref < hi)
+        if ok.sum() >= 64:
+            ratios[i] = float(np.exp(np.median(np.log(cur[ok]) - np.log(ref[ok]))))
+        else:
+            ratios[i] = max(float(cur.mean()), 1e-6) / max(float(ref.mean()), 1e-6)
+    return ratios
+
+
+def check_exposures(exposures: Sequence[float], n_frames: int) -> tuple[float, ...]:
+    """Exposure times as a tuple, or ExposureError if the count or any value is unusable."""
+    values = tuple(float(t) for t in exposures)
+    if len(values) != n_frames:
+        raise ExposureError(f"got {len(values)} exposure times for {n_frames} frames; give one per frame")
+    for i, t in enumerate(values):
+        if not math.isfinite(t) or t <= 0:
+            raise ExposureError(f"exposure time {i + 1} is {t!r}; exposure times must be positive seconds")
+    return values
+
+
+@dataclass(frozen=True, eq=False)
+class Bracket:
+    """Frames ready to merge. Build with `make_bracket`, which validates."""
+
+    frames: tuple[Frame, ...]
+    exposures: tuple[float, ...] | None  # seconds, one per frame; None = blind merge
+    reference: int
+    crf_gamma: float = DEFAULT_CRF_GAMMA
+    exposure_source: Literal["given", "exif", "none"] = field(default="none")
+
+    @property
+    def n(self) -> int:
+        return len(self.frames)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        h, w, c = self.frames[0].data.shape
+        return (h, w, c)
+
+    @property
+    def layout(self) -> str:
+        return self.frames[0].layout
+
+    @property
+    def blind(self) -> bool:
+        return self.exposures is None
+
+    @cached_property
+    def linear(self) -> np.ndarray:
+        """(n, H, W, C) float32, each frame linearized, 1.0 = its clipping level."""
+        return np.stack([linearize(f, self.crf_gamma) for f in self.frames])
+
+    @cached_property
+    def ratios(self) -> np.ndarray:
+        """(n,) float64 t_i / t_ref: from the exposure times, or estimated when blind."""
+        if self.exposures is not None:
+            t = np.asarray(self.exposures, dtype=np.float64)
+            return t / t[self.reference]
+        return estimate_ratios(self.linear, self.reference)
+
+    def saturated(self, level: float = SATURATION_LEVEL) -> np.ndarray:
+        """(n, H, W, C) bool: samples at or above `level` of full scale in the input frames."""
+        return np.stack([f.data >= level for f in self.frames])
+
+
+def make_bracket(
+    frames: Sequence[Frame],
+    exposures: Sequence[float] | None = None,
+    reference: Reference = "auto",
+    *,
+    crf_gamma: float = DEFAULT_CRF_GAMMA,
+    max_frames: int | None = None,
+) -> Bracket:
+    """Validate frames into a Bracket.
+
+    Exposure times: `exposures` (seconds) when given, else EXIF/DNG times when every frame has one,
+    else none (blind). Raises BracketError / ExposureError with a message that says what to fix.
+    """
+    frames = tuple(frames)
+    if len(frames) < MIN_FRAMES:
+        raise BracketError(f"a bracket needs at least {MIN_FRAMES} frames, got {len(frames)}")
+    if max_frames is not None and len(frames) > max_frames:
+        raise BracketError(f"got {len(frames)} frames; at most {max_frames} are allowed per merge")
+    first = frames[0]
+    for i, f in enumerate(frames[1:], start=2):
+        if f.data.shape != first.data.shape:
+            raise BracketError(
+                f"frame {i} is {f.width}x{f.height}x{f.data.shape[2]} but frame 1 is "
+                f"{first.width}x{first.height}x{first.data.shape[2]}; all frames must have one size"
+            )
+        if f.layout != first.layout or f.domain != first.domain:
+            raise BracketError(
+                f"frame {i} is {f.domain} {f.layout} ({f.source_format}) but frame 1 is {first.domain} "
+                f"{first.layout} ({first.source_format}); do not mix raw, LDR and HDR frames"
+            )
+    if not (math.isfinite(crf_gamma) and 0.1 <= crf_gamma <= 10):
+        raise ExposureError(f"camera response gamma {crf_gamma!r} is outside [0.1, 10]")
+
+    source: Literal["given", "exif", "none"] = "none"
+    times: tuple[float, ...] | None = None
+    if exposures is not None:
+        times, source = check_exposures(exposures, len(frames)), "given"
+    else:
+        exif = [f.exposure.exposure_time for f in frames]
+        if all(t is not None and math.isfinite(t) and t > 0 for t in exif):
+            times, source = tuple(float(t) for t in exif if t is not None), "exif"
+        elif any(t is not None for t in exif):
+            log.warning("only some frames carry an EXIF exposure time; merging blind")
+
+    if reference == "auto":
+        ref = select_reference(frames, times)
+    else:
+        if isinstance(reference, bool) or not isinstance(reference, int):
+            raise BracketError(f"reference must be a frame index or 'auto', got {reference!r}")
+        if not 0 <= reference < len(frames):
+            raise BracketError(f"reference {reference} is out of range for {len(frames)} frames (0-based)")
+        ref = reference
+    return Bracket(frames=frames, exposures=times, reference=ref, crf_gamma=crf_gamma, exposure_source=source)

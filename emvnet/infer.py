@@ -1,0 +1,190 @@
+"""`Enhancer`: the one Python entry point shared by the CLI, the workers and the benchmarks.
+
+    from emvnet import Enhancer
+    enh = Enhancer.from_pretrained("auto", device="cpu")
+    hdr = enh.enhance(["short.jpg", "mid.jpg", "long.jpg"])           # exposures from EXIF, or blind
+    hdr = enh.enhance(frames, exposures=[1 / 250, 1 / 60, 1 / 15])      # seconds, win over EXIF
+    hdrs = enh.enhance_batch([set_a, set_b])                           # one call, batched per shape
+
+Results are linear float32 (H, W, C) in the reference frame's units (1.0 = its clipping level).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from emvnet import registry
+from emvnet.bracket import DEFAULT_CRF_GAMMA, Bracket, Reference, make_bracket
+from emvnet.errors import BracketError, DeviceError
+from emvnet.frame import Frame
+from emvnet.io import DEFAULT_MAX_PIXELS, read_image
+
+log = logging.getLogger(__name__)
+
+FrameInput = Frame | np.ndarray | str | os.PathLike[str] | bytes
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; a CUDA device that is absent is a DeviceError."""
+    if device == "cpu":
+        return device
+    import torch  # only GPU requests pay for importing torch here
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {device!r} was requested but CUDA is not available here; use --device cpu"
+            )
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {device!r} does not exist; {torch.cuda.device_count()} CUDA device(s) here"
+            )
+        return device
+    raise DeviceError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
+
+
+def as_frame(item: FrameInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, raw_mode: str = "rgb") -> Frame:
+    """A Frame from a Frame, a file path, encoded bytes, or an RGB array.
+
+    Arrays: uint8/uint16 are camera-encoded (display) RGB; float arrays are taken as linear RGB.
+    """
+    if isinstance(item, Frame):
+        return item
+    if isinstance(item, np.ndarray):
+        return frame_from_array(item)
+    return read_image(item, max_pixels=max_pixels, raw_mode="packed" if raw_mode == "packed" else "rgb")
+
+
+def frame_from_array(array: np.ndarray) -> Frame:
+    """Wrap an (H, W, 3) RGB array: integer = display-encoded, float = linear."""
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise BracketError(f"array frames must be (H, W, 3) RGB, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return Frame(array.astype(np.float32) / 255.0, "display", "rgb", "array", 8)
+    if array.dtype == np.uint16:
+        return Frame(array.astype(np.float32) / 65535.0, "display", "rgb", "array", 16)
+    if np.issubdtype(array.dtype, np.floating):
+        data = np.ascontiguousarray(array, dtype=np.float32)
+        return Frame(data, "linear", "rgb", "array", 32, floating=True)
+    raise BracketError(f"array frames must be uint8, uint16 or float, got {array.dtype}")
+
+
+@dataclass
+class MergeTiming:
+    """Where the time of the last call went, in seconds (read by the CLI and benchmarks)."""
+
+    prepare_s: float = 0.0
+    merge_s: float = 0.0
+    megapixels: float = 0.0
+
+
+class Enhancer:
+    """A loaded model plus the rules that turn user frames into validated brackets."""
+
+    def __init__(
+        self,
+        spec: registry.ModelSpec,
+        merger: registry.Merger,
+        device: str,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_frames: int | None = None,
+        crf_gamma: float = DEFAULT_CRF_GAMMA,
+    ) -> None:
+        self.spec = spec
+        self.merger = merger
+        self.device = device
+        self.max_pixels = max_pixels
+        self.max_frames = max_frames
+        self.crf_gamma = crf_gamma
+        self.last_timing = MergeTiming()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str = "auto",
+        device: str = "cpu",
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_frames: int | None = None,
+        crf_gamma: float = DEFAULT_CRF_GAMMA,
+    ) -> Enhancer:
+        """Load a registered model (`emvnet.registry.names()`) on `device`."""
+        spec = registry.get(name)
+        resolved = resolve_device(device)
+        merger = spec.build(resolved)
+        return cls(spec, merger, resolved, max_pixels=max_pixels, max_frames=max_frames, crf_gamma=crf_gamma)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def prepare(
+        self,
+        frames: Sequence[FrameInput],
+        exposures: Sequence[float] | None = None,
+        reference: Reference = "auto",
+    ) -> Bracket:
+        """Decode and validate one frame set without merging it (the service validates early)."""
+        raw_mode = "packed" if self.spec.input_layout == "rggb" else "rgb"
+        decoded = [as_frame(f, max_pixels=self.max_pixels, raw_mode=raw_mode) for f in frames]
+        bracket = make_bracket(
+            decoded, exposures, reference, crf_gamma=self.crf_gamma, max_frames=self.max_frames
+        )
+        if bracket.layout != self.spec.input_layout:
+            raise BracketError(
+                f"model {self.name} merges {self.spec.input_layout} frames, got {bracket.layout} frames"
+            )
+        return bracket
+
+    def merge(self, brackets: Sequence[Bracket]) -> list[np.ndarray]:
+        """Merge validated brackets, batching those of one shape and frame count together."""
+        groups: dict[tuple[int, tuple[int, int, int]], list[int]] = defaultdict(list)
+        for i, b in enumerate(brackets):
+            groups[(b.n, b.shape)].append(i)
+        out: list[np.ndarray | None] = [None] * len(brackets)
+        for indices in groups.values():
+            results = self.merger.merge([brackets[i] for i in indices])
+            assert len(results) == len(indices), "a merger must return one result per bracket"
+            for i, hdr in zip(indices, results, strict=True):
+                out[i] = hdr
+        return [r for r in out if r is not None]
+
+    def enhance(
+        self,
+        frames: Sequence[FrameInput],
+        exposures: Sequence[float] | None = None,
+        reference: Reference = "auto",
+    ) -> np.ndarray:
+        """Merge one frame set into linear HDR (H, W, C) float32 in reference units."""
+        return self.enhance_batch([frames], [exposures], [reference])[0]
+
+    def enhance_batch(
+        self,
+        frame_sets: Sequence[Sequence[FrameInput]],
+        exposures: Sequence[Sequence[float] | None] | None = None,
+        references: Sequence[Reference] | None = None,
+    ) -> list[np.ndarray]:
+        """Merge several frame sets; sets of equal shape share one forward pass."""
+        exposures = list(exposures) if exposures is not None else [None] * len(frame_sets)
+        references = list(references) if references is not None else ["auto"] * len(frame_sets)
+        if not len(exposures) == len(references) == len(frame_sets):
+            raise BracketError("give one exposure list and one reference per frame set")
+        t0 = time.perf_counter()
+        brackets = [self.prepare(f, e, r) for f, e, r in zip(frame_sets, exposures, references, strict=True)]
+        t1 = time.perf_counter()
+        results = self.merge(brackets)
+        t2 = time.perf_counter()
+        mp = sum(b.frames[b.reference].megapixels for b in brackets)
+        self.last_timing = MergeTiming(prepare_s=t1 - t0, merge_s=t2 - t1, megapixels=mp)
+        return results

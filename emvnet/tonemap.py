@@ -1,0 +1,74 @@
+"""Tonemappers: the metric's mu-law and a display curve for pleasant 8-bit output.
+
+`mu_law` is the compressor used by the HDR literature's PSNR-mu / SSIM-mu (Kalantari et al. 2017,
+mu = 5000), applied after normalizing by the ground truth's maximum. `display` makes an sRGB 8-bit
+picture from linear HDR: automatic exposure on the log-average luminance, extended Reinhard on
+luminance with a white point (colour ratios kept), then the sRGB transfer function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MU = 5000.0
+
+# Rec. 709 / sRGB luminance weights for linear RGB.
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+
+def mu_law(hdr: np.ndarray, mu: float = MU) -> np.ndarray:
+    """log(1 + mu x) / log(1 + mu) for x in [0, 1]; negative values are clipped to 0."""
+    if mu <= 0:
+        raise ValueError(f"mu must be positive, got {mu}")
+    x = np.clip(hdr, 0.0, None)
+    return (np.log1p(mu * x) / np.log1p(mu)).astype(np.float32)
+
+
+def srgb_encode(lin: np.ndarray) -> np.ndarray:
+    """Linear [0, 1] -> sRGB-encoded [0, 1] (IEC 61966-2-1 piecewise curve)."""
+    x = np.clip(lin, 0.0, 1.0)
+    out = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+    return out.astype(np.float32)
+
+
+def srgb_decode(enc: np.ndarray) -> np.ndarray:
+    """sRGB-encoded [0, 1] -> linear [0, 1]."""
+    x = np.clip(enc, 0.0, 1.0)
+    out = np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4))
+    return out.astype(np.float32)
+
+
+def luminance(rgb_lin: np.ndarray) -> np.ndarray:
+    """Relative luminance (H, W) of linear RGB (H, W, 3)."""
+    assert rgb_lin.shape[-1] == 3, f"luminance needs RGB, got shape {rgb_lin.shape}"
+    return np.asarray(rgb_lin @ _LUMA, dtype=np.float32)
+
+
+def display(
+    hdr: np.ndarray,
+    key: float = 0.18,
+    white_percentile: float = 99.5,
+    exposure: float | None = None,
+) -> np.ndarray:
+    """Linear HDR (H, W, 3) -> sRGB uint8 (H, W, 3) for viewing.
+
+    `key` is the target middle grey of the log-average luminance (Reinhard et al. 2002);
+    `exposure` (a multiplier) overrides that automatic choice. The white point, the luminance that
+    maps to 1.0, is the given percentile of the exposed luminance so a few specular pixels do not
+    wash the picture out.
+    """
+    rgb = np.nan_to_num(np.asarray(hdr, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    rgb = np.clip(rgb, 0.0, None)
+    lum = luminance(rgb)
+    if exposure is None:
+        log_avg = float(np.exp(np.mean(np.log(lum + 1e-6))))
+        exposure = key / max(log_avg, 1e-6)
+    scaled = lum * exposure
+    white = max(float(np.percentile(scaled, white_percentile)), 1.0)
+    mapped = scaled * (1.0 + scaled / (white * white)) / (1.0 + scaled)
+    ratio = np.where(lum > 1e-8, mapped / np.maximum(lum, 1e-8), exposure)
+    out = rgb * ratio[..., None]
+    # Colours brighter than white in one channel desaturate towards white instead of hue-shifting.
+    over = np.clip(out.max(axis=-1, keepdims=True) - 1.0, 0.0, None)
+    out = out + over * (1.0 - out.clip(0.0, 1.0)) * 0.5
+    return np.round(srgb_encode(out) * 255.0).astype(np.uint8)

@@ -1,0 +1,133 @@
+"""Bracket validation, exposure precedence, reference selection and blind ratio estimation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers.synth import ldr_bracket, radiance_scene
+
+from emvnet.bracket import estimate_ratios, linearize, make_bracket, select_reference
+from emvnet.errors import BracketError, ExposureError
+from emvnet.frame import ExposureInfo, Frame
+
+TIMES = [0.25, 1.0, 4.0]
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[Frame]:
+    return ldr_bracket(radiance_scene(64, 80, seed=3), TIMES)
+
+
+def _strip_exif(frames: list[Frame]) -> list[Frame]:
+    return [Frame(f.data, f.domain, f.layout, f.source_format, f.bit_depth) for f in frames]
+
+
+def test_exif_exposures_used_when_none_given(frames: list[Frame]) -> None:
+    """Every frame carries an EXIF time, so the bracket is not blind and says where times came from."""
+    b = make_bracket(frames)
+    assert b.exposures == tuple(TIMES)
+    assert b.exposure_source == "exif"
+    assert not b.blind
+
+
+def test_given_exposures_win_over_exif(frames: list[Frame]) -> None:
+    """Times from the caller replace EXIF times."""
+    b = make_bracket(frames, [0.5, 2.0, 8.0], reference=1)
+    assert b.exposures == (0.5, 2.0, 8.0)
+    assert b.exposure_source == "given"
+    np.testing.assert_allclose(b.ratios, [0.25, 1.0, 4.0])
+
+
+def test_no_exposures_is_blind_with_estimated_ratios(frames: list[Frame]) -> None:
+    """Without any time the merge is blind and the ratios come from the pixels, close to the truth."""
+    b = make_bracket(_strip_exif(frames), reference=1)
+    assert b.blind and b.exposure_source == "none"
+    np.testing.assert_allclose(b.ratios, [0.25, 1.0, 4.0], rtol=0.05)
+
+
+def test_partial_exif_is_blind(frames: list[Frame]) -> None:
+    """If only some frames have an EXIF time, none is trusted."""
+    mixed = [*_strip_exif(frames[:1]), *frames[1:]]
+    assert make_bracket(mixed).blind
+
+
+def test_auto_reference_is_middle_exposure(frames: list[Frame]) -> None:
+    """The best-exposed frame of a -2/0/+2 bracket is the middle one, whatever the frame order."""
+    assert make_bracket(frames).reference == 1
+    shuffled = [frames[2], frames[0], frames[1]]
+    assert make_bracket(shuffled).reference == 2
+    assert select_reference(shuffled) == 2
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_too_few_frames(frames: list[Frame], count: int) -> None:
+    """A merge needs two frames at least."""
+    with pytest.raises(BracketError, match="at least 2"):
+        make_bracket(frames[:count])
+
+
+def test_too_many_frames(frames: list[Frame]) -> None:
+    """The caller's frame limit is enforced."""
+    with pytest.raises(BracketError, match="at most 2"):
+        make_bracket(frames, max_frames=2)
+
+
+def test_size_mismatch(frames: list[Frame]) -> None:
+    """Frames of different sizes are refused with both sizes in the message."""
+    small = Frame(frames[1].data[:32, :40].copy(), "display", "rgb", "jpeg", 8)
+    with pytest.raises(BracketError, match="frame 2 is 40x32x3 but frame 1 is 80x64x3"):
+        make_bracket([frames[0], small])
+
+
+def test_domain_mismatch(frames: list[Frame]) -> None:
+    """LDR and linear frames cannot be mixed."""
+    lin = Frame(frames[1].data, "linear", "rgb", "exr", 16, floating=True)
+    with pytest.raises(BracketError, match="do not mix"):
+        make_bracket([frames[0], lin])
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        ([1.0, 2.0], "2 exposure times for 3 frames"),
+        ([1.0, -2.0, 3.0], "exposure time 2 is -2.0"),
+        ([1.0, 0.0, 3.0], "exposure time 2 is 0.0"),
+        ([1.0, math.nan, 3.0], "exposure time 2 is nan"),
+        ([1.0, math.inf, 3.0], "exposure time 2 is inf"),
+    ],
+)
+def test_bad_exposures(frames: list[Frame], times: list[float], message: str) -> None:
+    """Wrong counts and non-positive or non-finite times are ExposureErrors that name the value."""
+    with pytest.raises(ExposureError, match=message):
+        make_bracket(frames, times)
+
+
+@pytest.mark.parametrize("reference", [3, -1, True, "1"])
+def test_bad_reference(frames: list[Frame], reference: object) -> None:
+    """Out-of-range or non-integer references are refused."""
+    with pytest.raises(BracketError):
+        make_bracket(frames, reference=reference)  # type: ignore[arg-type]
+
+
+def test_linearize_display_and_linear() -> None:
+    """Display frames are gamma-decoded; linear frames pass through untouched."""
+    data = np.full((2, 2, 3), 0.5, np.float32)
+    disp = Frame(data, "display", "rgb", "png", 8)
+    assert np.allclose(linearize(disp, 2.2), 0.5**2.2)
+    lin = Frame(data, "linear", "rgb", "exr", 16, floating=True)
+    assert linearize(lin) is data
+
+
+def test_estimate_ratios_robust_to_motion() -> None:
+    """A moved patch in one frame does not bias the median ratio estimate."""
+    rad = radiance_scene(64, 80, seed=5)
+    lin = np.stack([np.clip(rad * t, 0, 1) for t in TIMES])
+    lin[2, 10:30, 10:30] = lin[2, 40:60, 50:70]  # a moving object
+    np.testing.assert_allclose(estimate_ratios(lin, 1), [0.25, 1.0, 4.0], rtol=0.05)
+
+
+def test_exposure_info_defaults() -> None:
+    """Frames without metadata report unknown exposure."""
+    assert ExposureInfo().exposure_time is None
