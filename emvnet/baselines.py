@@ -8,6 +8,11 @@ They are the comparison baselines of every quality table and the merges that nee
   (camera raw, float files) need no calibration: they get the same weighted merge with an identity
   response, computed here in float. Without exposure times the ratios are estimated from the
   frames (`Bracket.ratios`), so a blind merge still yields radiance.
+- `weighted`: the same weighted estimator on frames linearized with the bracket's gamma response
+  (the network's input convention) instead of a per-bracket calibration, plus weights that suppress
+  ghosts: a frame counts only where it agrees with the reference. OpenCV's calibration from three
+  frames is often non-monotonic at the top (rainbow highlights, colour casts); a fixed response is
+  the robust merge that needs no weights, and the default until trained weights ship.
 - `mertens`: exposure fusion (Mertens et al. 2007). It needs no exposure times but produces a
   display-referred picture, not radiance: the result is linearized with the bracket's gamma and
   lies in [0, 1]; metrics must scale-align it (as they do every blind output).
@@ -42,23 +47,58 @@ def _times(bracket: Bracket) -> np.ndarray:
     return bracket.ratios.astype(np.float32)
 
 
-def merge_linear(bracket: Bracket) -> np.ndarray:
-    """Weighted merge of linear frames in reference units (Debevec's estimator, identity response).
+def _hat(level: np.ndarray) -> np.ndarray:
+    """Weight of a sample by its level in [0, 1]: flat in the middle, zero at black and clipping."""
+    return 1.0 - np.abs(2.0 * np.clip(level, 0.0, 1.0) - 1.0) ** 4
 
-    Each sample is weighted by a hat function of its own level, so clipped and noise-floor samples
-    count little. Where every frame is clipped the shortest exposure wins, where every frame is dark
-    the longest does, instead of dividing zero by zero.
+
+def _ghost_weights(bracket: Bracket, radiance: np.ndarray) -> np.ndarray:
+    """(n, H, W, 1) agreement of each frame with the reference, 1 = consistent, ~0 = a ghost.
+
+    Frame i is brought to the reference's exposure, clipped like the reference would be, and
+    compared in the gamma-encoded domain, where a fixed tolerance suits shadows and highlights
+    alike; a highlight that the reference clips agrees with any brighter value. The largest channel
+    difference, box-filtered, decides, so colour channels are never weighted apart.
+    """
+    ref = bracket.reference
+    gamma = bracket.crf_gamma
+    ref_enc = np.power(np.clip(bracket.linear[ref], 0.0, 1.0), 1.0 / gamma)
+    agree = np.ones((*radiance.shape[:3], 1), dtype=np.float32)
+    for i in range(bracket.n):
+        if i == ref:
+            continue
+        seen = np.power(np.clip(radiance[i], 0.0, 1.0), 1.0 / gamma)
+        diff = np.abs(seen - ref_enc).max(axis=-1)
+        diff = cv2.blur(diff.astype(np.float32), (5, 5))
+        agree[i, ..., 0] = np.exp(-((diff / GHOST_TOLERANCE) ** 2))
+    return agree
+
+
+# Gamma-encoded difference at which a frame is trusted only exp(-1) as much as a consistent one:
+# above JPEG and sensor noise of well-exposed samples, below any real object's edge.
+GHOST_TOLERANCE = 0.08
+
+
+def merge_weighted(bracket: Bracket, deghost: bool = True) -> np.ndarray:
+    """Weighted radiance merge in reference units (Debevec's estimator on the linearized frames).
+
+    Samples are weighted by a hat function of their level, so clipped and noise-floor samples count
+    little; with `deghost`, frames that disagree with the reference (moving objects, residual
+    shake) are down-weighted too, so the reference's content wins where the scene changed. Where
+    every frame is clipped the shortest exposure wins, where every frame is dark the longest does,
+    instead of dividing zero by zero.
     """
     lin = bracket.linear  # (n, H, W, C)
     ratios = bracket.ratios.astype(np.float32)  # (n,)
-    level = np.clip(lin, 0.0, 1.0)
-    weight = 1.0 - np.abs(2.0 * level - 1.0) ** 4  # flat in the middle, zero at 0 and 1
+    radiance = lin / ratios[:, None, None, None]  # (n, H, W, C) each frame in reference units
+    weight = _hat(lin)
     weight[bracket.saturated()] = 0.0
+    if deghost and bracket.n > 1:
+        weight *= _ghost_weights(bracket, radiance)
     shortest, longest = int(np.argmin(ratios)), int(np.argmax(ratios))
     bright = lin[bracket.reference] > 0.5
     weight[shortest] += 1e-4 * bright
     weight[longest] += 1e-4 * ~bright
-    radiance = lin / ratios[:, None, None, None]  # (n, H, W, C) each frame in reference units
     return np.asarray((weight * radiance).sum(0) / weight.sum(0), dtype=np.float32)
 
 
@@ -96,26 +136,25 @@ def merge_mertens(bracket: Bracket) -> np.ndarray:
 
 
 class ClassicalMerger:
-    """A `Merger` over one of the classical methods; 'auto' picks by what the bracket knows."""
+    """A `Merger` over one of the classical methods."""
 
-    def __init__(self, method: Literal["debevec", "robertson", "mertens", "auto"]) -> None:
+    def __init__(self, method: Literal["debevec", "robertson", "mertens", "weighted"]) -> None:
         self.method = method
 
     def merge_one(self, bracket: Bracket) -> np.ndarray:
-        method = self.method
-        if method == "auto":
-            method = "mertens" if bracket.blind and bracket.layout == "rgb" else "debevec"
-        if method == "mertens":
+        if self.method == "mertens":
             return merge_mertens(bracket)
-        if bracket.frames[0].domain == "linear":
-            return merge_linear(bracket)
-        return merge_calibrated(bracket, method)
+        if self.method == "weighted":
+            return merge_weighted(bracket, deghost=True)
+        if bracket.frames[0].domain == "linear":  # no response to calibrate
+            return merge_weighted(bracket, deghost=False)
+        return merge_calibrated(bracket, self.method)
 
     def merge(self, brackets: Sequence[Bracket]) -> list[np.ndarray]:
         return [self.merge_one(b) for b in brackets]
 
 
-def _spec(name: Literal["debevec", "robertson", "mertens", "auto"], summary: str) -> ModelSpec:
+def _spec(name: Literal["debevec", "robertson", "mertens", "weighted"], summary: str) -> ModelSpec:
     return ModelSpec(
         name=name,
         summary=summary,
@@ -129,5 +168,7 @@ SPECS: tuple[ModelSpec, ...] = (
     _spec("debevec", "OpenCV Debevec: response calibration + radiance merge (times known or estimated)"),
     _spec("robertson", "OpenCV Robertson: iterative response calibration + radiance merge"),
     _spec("mertens", "OpenCV Mertens exposure fusion: no times needed, display-referred result"),
-    _spec("auto", "Debevec when exposure times are known, Mertens fusion when they are not"),
+    _spec(
+        "weighted", "gamma-response weighted radiance merge with ghost suppression (times known or estimated)"
+    ),
 )

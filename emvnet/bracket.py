@@ -120,6 +120,27 @@ def check_exposures(exposures: Sequence[float], n_frames: int) -> tuple[float, .
     return values
 
 
+def _check_order(frames: Sequence[Frame], times: Sequence[float], crf_gamma: float, source: str) -> None:
+    """Refuse exposure times that contradict the pixels (a reversed or shuffled list).
+
+    A merge with swapped times calibrates an inverted camera response and returns garbage without
+    any error, so a clear refusal is kinder. Only confident contradictions count: both the stated
+    and the measured ratio between two frames must exceed 1.5x, in opposite directions.
+    """
+    linear = np.stack([_subsample(linearize(f, crf_gamma)) for f in frames])
+    darkest = int(np.argmin(times))
+    measured = estimate_ratios(linear, darkest)  # t_i / t_darkest as the pixels see it
+    stated = np.asarray(times, dtype=np.float64) / times[darkest]
+    for i in range(len(frames)):
+        if stated[i] > 1.5 and measured[i] < 1 / 1.5:
+            where = "given" if source == "given" else "from EXIF"
+            raise ExposureError(
+                f"exposure times {where} contradict the frames: frame {i + 1} is stated {stated[i]:.3g}x "
+                f"longer than frame {darkest + 1} but is {1 / measured[i]:.3g}x darker; "
+                "check the order of the exposure times"
+            )
+
+
 @dataclass(frozen=True, eq=False)
 class Bracket:
     """Frames ready to merge. Build with `make_bracket`, which validates."""
@@ -208,6 +229,9 @@ def make_bracket(
             times, source = tuple(float(t) for t in exif if t is not None), "exif"
         elif any(t is not None for t in exif):
             log.warning("only some frames carry an EXIF exposure time; merging blind")
+
+    if times is not None:
+        _check_order(frames, times, crf_gamma, source)
 
     if reference == "auto":
         ref = select_reference(frames, times)

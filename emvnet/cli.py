@@ -203,10 +203,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     frames: list[Frame] = []
     for path in tqdm(args.frames, desc="reading", unit="frame", disable=None, leave=False):
-        try:
-            frames.append(read_image(path, max_pixels=max_pixels, raw_mode=raw_mode))
-        except EmvnetError as exc:
-            raise type(exc)(f"{path}: {exc.message}") from exc
+        frames.append(read_image(path, max_pixels=max_pixels, raw_mode=raw_mode))  # errors name the file
     t2 = time.perf_counter()
     first = frames[0]
     log.info(
@@ -240,6 +237,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    order = " > ".join(registry.AUTO_ORDER)
+    print(f"{registry.AUTO:24s} {'alias':9s} {'rgb':4s}  the first that loads of: {order}")
     for spec in registry.specs():
         print(f"{spec.name:24s} {spec.kind:9s} {spec.input_layout:4s}  {spec.summary}")
     return EXIT_OK

@@ -120,9 +120,8 @@ class Enhancer:
         crf_gamma: float = DEFAULT_CRF_GAMMA,
     ) -> Enhancer:
         """Load a registered model (`emvnet.registry.names()`) on `device`."""
-        spec = registry.get(name)
         resolved = resolve_device(device)
-        merger = spec.build(resolved)
+        spec, merger = registry.load(name, resolved)
         return cls(spec, merger, resolved, max_pixels=max_pixels, max_frames=max_frames, crf_gamma=crf_gamma)
 
     @property

@@ -131,3 +131,15 @@ def test_estimate_ratios_robust_to_motion() -> None:
 def test_exposure_info_defaults() -> None:
     """Frames without metadata report unknown exposure."""
     assert ExposureInfo().exposure_time is None
+
+
+def test_reversed_exposures_are_refused(frames: list[Frame]) -> None:
+    """Times listed in the wrong order contradict the pixels and are refused with a hint."""
+    with pytest.raises(ExposureError, match="check the order"):
+        make_bracket(frames, list(reversed(TIMES)))
+
+
+def test_equal_exposures_are_accepted(frames: list[Frame]) -> None:
+    """A burst of equal times is no contradiction."""
+    same = [frames[1]] * 3
+    assert make_bracket(same, [1.0, 1.0, 1.0]).exposures == (1.0, 1.0, 1.0)

@@ -72,3 +72,13 @@ def test_psnr_mu_normalizes_by_target_max() -> None:
     pred = gt * rng.uniform(0.9, 1.1, gt.shape).astype(np.float32)
     assert np.isclose(psnr_mu(pred, gt), psnr_mu(pred * 7, gt * 7), atol=1e-3)
     assert np.isclose(psnr_linear(pred, gt), psnr_linear(pred * 7, gt * 7), atol=1e-3)
+
+
+def test_display_lut_matches_exact_curve() -> None:
+    """The sRGB lookup table in `display` is within one 8-bit code of the exact transfer curve."""
+    from emvnet.tonemap import _srgb8_lut
+
+    lin = np.linspace(0, 1, 100_003, dtype=np.float32)
+    exact = np.round(srgb_encode(lin) * 255).astype(int)
+    via_lut = _srgb8_lut()[(lin * 16383 + 0.5).astype(np.uint16)].astype(int)
+    assert np.abs(exact - via_lut).max() <= 1
