@@ -23,7 +23,7 @@ from emvnet.bracket import DEFAULT_CRF_GAMMA, Reference
 from emvnet.errors import EmvnetError
 from emvnet.frame import Frame
 from emvnet.infer import Enhancer
-from emvnet.io import DEFAULT_MAX_PIXELS, output_format_for, read_image, write_image
+from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, output_format_for, read_image, write_image
 
 log = logging.getLogger("emvnet")
 
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_plugin_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_plugin_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands of packages built on this one (`serve`, `worker`), declared in pyproject.toml.
 
     The model library must not import the service, so the service adds its commands through the
@@ -199,7 +199,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     enhancer = Enhancer.from_pretrained(
         args.model, device=args.device, max_pixels=max_pixels, crf_gamma=args.gamma
     )
-    raw_mode = "packed" if enhancer.spec.input_layout == "rggb" else "rgb"
+    raw_mode: RawMode = "packed" if enhancer.spec.input_layout == "rggb" else "rgb"
     t1 = time.perf_counter()
     frames: list[Frame] = []
     for path in tqdm(args.frames, desc="reading", unit="frame", disable=None, leave=False):

@@ -24,7 +24,7 @@ from emvnet import registry
 from emvnet.bracket import DEFAULT_CRF_GAMMA, Bracket, Reference, make_bracket
 from emvnet.errors import BracketError, DeviceError
 from emvnet.frame import Frame
-from emvnet.io import DEFAULT_MAX_PIXELS, read_image
+from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, read_image
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def resolve_device(device: str) -> str:
     raise DeviceError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
 
 
-def as_frame(item: FrameInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, raw_mode: str = "rgb") -> Frame:
+def as_frame(item: FrameInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, raw_mode: RawMode = "rgb") -> Frame:
     """A Frame from a Frame, a file path, encoded bytes, or an RGB array.
 
     Arrays: uint8/uint16 are camera-encoded (display) RGB; float arrays are taken as linear RGB.
@@ -62,7 +62,7 @@ def as_frame(item: FrameInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, raw_mode
         return item
     if isinstance(item, np.ndarray):
         return frame_from_array(item)
-    return read_image(item, max_pixels=max_pixels, raw_mode="packed" if raw_mode == "packed" else "rgb")
+    return read_image(item, max_pixels=max_pixels, raw_mode=raw_mode)
 
 
 def frame_from_array(array: np.ndarray) -> Frame:
@@ -135,7 +135,7 @@ class Enhancer:
         reference: Reference = "auto",
     ) -> Bracket:
         """Decode and validate one frame set without merging it (the service validates early)."""
-        raw_mode = "packed" if self.spec.input_layout == "rggb" else "rgb"
+        raw_mode: RawMode = "packed" if self.spec.input_layout == "rggb" else "rgb"
         decoded = [as_frame(f, max_pixels=self.max_pixels, raw_mode=raw_mode) for f in frames]
         bracket = make_bracket(
             decoded, exposures, reference, crf_gamma=self.crf_gamma, max_frames=self.max_frames

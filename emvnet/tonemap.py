@@ -68,12 +68,12 @@ def display(
     scaled = lum * exposure
     white = max(float(np.percentile(scaled, white_percentile)), 1.0)
     mapped = scaled * (1.0 + scaled / (white * white)) / (1.0 + scaled)
-    ratio = np.where(lum > 1e-8, mapped / np.maximum(lum, 1e-8), exposure)
+    ratio = np.where(lum > 1e-8, mapped / np.maximum(lum, 1e-8), exposure).astype(np.float32)
     out = rgb * ratio[..., None]
     # Colours brighter than white in one channel desaturate towards white instead of hue-shifting.
     peak = np.maximum(np.maximum(out[..., 0], out[..., 1]), out[..., 2])  # 10x faster than max(-1)
     over = np.clip(peak - 1.0, 0.0, None)[..., None]
-    out = out + over * (1.0 - out.clip(0.0, 1.0)) * 0.5
+    out = (out + over * (1.0 - out.clip(0.0, 1.0)) * 0.5).astype(np.float32)
     index = (np.clip(out, 0.0, 1.0) * (_LUT_SIZE - 1) + 0.5).astype(np.uint16)
     return _srgb8_lut()[index]
 

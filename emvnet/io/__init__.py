@@ -1,0 +1,34 @@
+"""Image I/O for brackets and results: JPEG, PNG, TIFF, DNG/camera raw, OpenEXR, Radiance HDR.
+
+Reading returns a `Frame` (float32 (H, W, C), RGB or packed RGGB, with its units named in
+`Frame.domain`) plus the capture settings found in EXIF/DNG tags. Every header is checked against a
+pixel limit before any pixel buffer exists, and bad input raises one of `UnsupportedFormatError`,
+`CorruptImageError`, `ImageTooLargeError` (all `EmvnetError`) with a one-line message.
+
+Writing takes linear HDR: OpenEXR, Radiance and float TIFF store it as is; PNG and JPEG store the
+tonemapped 8-bit sRGB picture.
+
+Modules: `sniff` (magic bytes), `tiffmeta` (bounded TIFF directory walker), `exif` (exposure and
+orientation), `ldr` (JPEG, PNG), `tiff`, `exr`, `radiance`, `raw` (rawpy), `readers` (dispatch),
+`writers`.
+"""
+
+from emvnet.io.common import DEFAULT_MAX_PIXELS, ImageInfo
+from emvnet.io.raw import RawMode
+from emvnet.io.readers import probe_image, read_image
+from emvnet.io.sniff import ImageFormat, sniff_format
+from emvnet.io.writers import OutputFormat, encode_image, output_format_for, write_image
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageFormat",
+    "ImageInfo",
+    "OutputFormat",
+    "RawMode",
+    "encode_image",
+    "output_format_for",
+    "probe_image",
+    "read_image",
+    "sniff_format",
+    "write_image",
+]

@@ -1,0 +1,173 @@
+"""Encoding a linear HDR result: OpenEXR, Radiance and float TIFF keep the linear values; PNG and JPEG
+get the tonemapped 8-bit sRGB picture from `emvnet.tonemap.display`.
+
+Input is float (H, W, 3) linear RGB; OpenEXR and TIFF also take (H, W, 4) packed raw (R, G1, G2, B).
+NaN and inf are written as 0 in every format. Negative values survive in OpenEXR and TIFF (both store
+signed floats); Radiance cannot store them and gets 0.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import struct
+import zlib
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import OpenEXR
+import tifffile
+
+from emvnet.errors import UnsupportedFormatError
+from emvnet.io.tiff import RGGB_MARKER
+from emvnet.tonemap import display
+
+OutputFormat = Literal["exr", "hdr", "tiff", "png", "jpeg"]
+ExrPrecision = Literal["half", "float"]
+
+_EXTENSIONS: dict[str, OutputFormat] = {
+    ".exr": "exr",
+    ".hdr": "hdr",
+    ".pic": "hdr",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+}
+_FORMATS: tuple[OutputFormat, ...] = ("exr", "hdr", "tiff", "png", "jpeg")
+_HALF_MAX = 65504.0  # largest finite float16; beyond it half would store inf
+
+
+def output_format_for(path: str | os.PathLike[str]) -> OutputFormat:
+    """The output format a file name asks for, by its extension (case-insensitive)."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in _EXTENSIONS:
+        allowed = " ".join(_EXTENSIONS)
+        raise UnsupportedFormatError(
+            f"{os.fspath(path)}: cannot write '{ext or 'no extension'}' files; use one of {allowed}"
+        )
+    return _EXTENSIONS[ext]
+
+
+def encode_image(
+    hdr: np.ndarray,
+    fmt: OutputFormat,
+    *,
+    exr_precision: ExrPrecision = "half",
+    jpeg_quality: int = 95,
+) -> bytes:
+    """The file bytes of `hdr` (linear float, (H, W, 3) RGB or (H, W, 4) packed RGGB) in `fmt`."""
+    if fmt not in _FORMATS:
+        raise UnsupportedFormatError(f"cannot encode to {fmt!r}; use one of {', '.join(_FORMATS)}")
+    if exr_precision not in ("half", "float"):
+        raise ValueError(f"exr_precision must be 'half' or 'float', got {exr_precision!r}")
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+    arr = np.asarray(hdr)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"expected a non-empty (H, W, 3) or (H, W, 4) image, got shape {arr.shape}")
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"expected a numeric image, got dtype {arr.dtype}")
+    if arr.shape[2] == 4 and fmt not in ("exr", "tiff"):
+        raise UnsupportedFormatError(
+            f"packed raw (4-channel R, G1, G2, B) output needs OpenEXR or TIFF, not {fmt}; "
+            "demosaic it to RGB first"
+        )
+    # One private copy, cleaned in place: callers keep their array, and no format stores NaN/inf.
+    lin = np.nan_to_num(arr.astype(np.float32), copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    if fmt == "exr":
+        return _encode_exr(lin, exr_precision)
+    if fmt == "hdr":
+        return _encode_radiance(lin)
+    if fmt == "tiff":
+        return _encode_tiff(lin)
+    return _encode_ldr(display(lin), fmt, jpeg_quality)
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    hdr: np.ndarray,
+    *,
+    fmt: OutputFormat | None = None,
+    exr_precision: ExrPrecision = "half",
+    jpeg_quality: int = 95,
+) -> None:
+    """Encode `hdr` (format from the extension unless `fmt` is given) and write it atomically.
+
+    The bytes go to a temporary file in the same directory, which is then renamed over `path`, so
+    readers never see a half-written image and a failed write leaves any old file intact.
+    """
+    fmt = fmt or output_format_for(path)
+    payload = encode_image(hdr, fmt, exr_precision=exr_precision, jpeg_quality=jpeg_quality)
+    target = os.fspath(path)
+    folder, base = os.path.split(os.path.abspath(target))
+    temp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 lets the umask set the mode, as a plain open() would (mkstemp forces 0600).
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _encode_exr(lin: np.ndarray, precision: ExrPrecision) -> bytes:
+    names = ("R", "G", "B") if lin.shape[2] == 3 else ("R", "G1", "G2", "B")
+    planes = np.clip(lin, -_HALF_MAX, _HALF_MAX).astype(np.float16) if precision == "half" else lin
+    channels = {n: np.ascontiguousarray(planes[:, :, i]) for i, n in enumerate(names)}
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    buffer = io.BytesIO()
+    with OpenEXR.File(header, channels) as exr:
+        exr.write(buffer)
+    return buffer.getvalue()
+
+
+def _encode_radiance(lin: np.ndarray) -> bytes:
+    bgr = np.ascontiguousarray(np.clip(lin[:, :, ::-1], 0.0, None))
+    ok, encoded = cv2.imencode(".hdr", bgr)
+    assert ok, "OpenCV failed to encode Radiance HDR"
+    return encoded.tobytes()
+
+
+def _encode_tiff(lin: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    # Deflate level 1: float mantissas barely compress at any level (about 80 % of raw size on real
+    # merges), so the faster level costs little; 64-row strips let tifffile compress in parallel.
+    options: dict[str, Any] = {
+        "compression": "zlib",
+        "compressionargs": {"level": 1},
+        "rowsperstrip": 64,
+        "metadata": None,
+    }
+    if lin.shape[2] == 3:
+        tifffile.imwrite(buffer, lin, photometric="rgb", **options)
+    else:
+        # No TIFF photometric means "Bayer planes"; the marker lets our reader return them packed.
+        tifffile.imwrite(
+            buffer, lin, photometric="minisblack", planarconfig="contig", description=RGGB_MARKER, **options
+        )
+    return buffer.getvalue()
+
+
+def _encode_ldr(ldr: np.ndarray, fmt: OutputFormat, quality: int) -> bytes:
+    # OpenCV rather than Pillow: its PNG encoder is about 10x faster at the same size on 12 MP.
+    bgr = np.ascontiguousarray(ldr[:, :, ::-1])
+    if fmt == "jpeg":
+        ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        assert ok, "OpenCV failed to encode JPEG"
+        return encoded.tobytes()
+    ok, encoded = cv2.imencode(".png", bgr)
+    assert ok, "OpenCV failed to encode PNG"
+    png = encoded.tobytes()
+    # Tag the picture as sRGB (perceptual intent): an sRGB chunk right after the 33-byte
+    # signature + IHDR, where the PNG spec wants colour-space chunks.
+    srgb = struct.pack(">I", 1) + b"sRGB\x00" + struct.pack(">I", zlib.crc32(b"sRGB\x00"))
+    return png[:33] + srgb + png[33:]
