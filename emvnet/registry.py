@@ -7,6 +7,7 @@ at the bottom of this file (no folder scanning); registering a name twice is an 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -15,6 +16,8 @@ import numpy as np
 
 from emvnet.bracket import Bracket
 from emvnet.errors import UnknownModelError
+
+log = logging.getLogger(__name__)
 
 
 class Merger(Protocol):
@@ -37,6 +40,11 @@ class ModelSpec:
     build: Callable[[str], Merger]  # device string ("cpu", "cuda", "cuda:1") -> a loaded merger
 
 
+AUTO = "auto"
+# What "auto" means: the first of these that can be loaded. The trained fast network when its
+# weights are installed, else the robust classical merge that needs none.
+AUTO_ORDER = ("emvnet-fast-rgb", "weighted")
+
 _MODELS: dict[str, ModelSpec] = {}
 _loaded = False
 
@@ -54,8 +62,22 @@ def get(name: str) -> ModelSpec:
     try:
         return _MODELS[name]
     except KeyError:
-        known = ", ".join(sorted(_MODELS))
+        known = ", ".join([AUTO, *sorted(_MODELS)])
         raise UnknownModelError(f"unknown model {name!r}; available: {known}") from None
+
+
+def load(name: str, device: str) -> tuple[ModelSpec, Merger]:
+    """Build the merger of `name` on `device`; "auto" takes the first loadable of AUTO_ORDER."""
+    if name != AUTO:
+        spec = get(name)
+        return spec, spec.build(device)
+    for candidate in AUTO_ORDER:
+        spec = get(candidate)
+        try:
+            return spec, spec.build(device)
+        except UnknownModelError as exc:  # e.g. no trained weights installed
+            log.info("auto: %s unavailable (%s); trying the next model", candidate, exc)
+    raise AssertionError("the last AUTO_ORDER entry must always load")
 
 
 def names() -> list[str]:
