@@ -72,10 +72,10 @@ def load(name: str, device: str) -> tuple[ModelSpec, Merger]:
         spec = get(name)
         return spec, spec.build(device)
     for candidate in AUTO_ORDER:
-        spec = get(candidate)
         try:
+            spec = get(candidate)
             return spec, spec.build(device)
-        except UnknownModelError as exc:  # e.g. no trained weights installed
+        except UnknownModelError as exc:  # not registered, or no trained weights installed
             log.info("auto: %s unavailable (%s); trying the next model", candidate, exc)
     raise AssertionError("the last AUTO_ORDER entry must always load")
 
