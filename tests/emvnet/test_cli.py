@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import imageio.v3
 import numpy as np
 import pytest
 from PIL import Image
@@ -38,11 +39,13 @@ def open_with_opencv(path: Path) -> np.ndarray:
 
 @pytest.mark.parametrize("ext", [".exr", ".hdr", ".tif", ".png", ".jpg"])
 def test_enhance_fixture_to_every_format(tmp_path: Path, ext: str) -> None:
-    """The bundled bracket merges to each output format, which OpenCV then opens."""
+    """The bundled bracket merges to each output format, which OpenCV (and imageio) then open."""
     out = tmp_path / f"merged{ext}"
     assert main(["-q", "enhance", *FRAMES, "-o", str(out)]) == 0
     assert out.stat().st_size > 0
     open_with_opencv(out)
+    if ext in (".tif", ".png", ".jpg"):
+        assert imageio.v3.imread(out).shape == (320, 480, 3)
     back = read_image(out)
     assert (back.width, back.height) == (480, 320)
     if ext in (".exr", ".hdr", ".tif"):
