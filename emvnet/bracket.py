@@ -124,15 +124,24 @@ def _check_order(frames: Sequence[Frame], times: Sequence[float], crf_gamma: flo
     """Refuse exposure times that contradict the pixels (a reversed or shuffled list).
 
     A merge with swapped times calibrates an inverted camera response and returns garbage without
-    any error, so a clear refusal is kinder. Only confident contradictions count: both the stated
-    and the measured ratio between two frames must exceed 1.5x, in opposite directions.
+    any error, so a clear refusal is kinder. Only confident contradictions count: the robust ratio
+    (median over samples well exposed in both frames) and the mean brightness must both say that a
+    frame stated 1.5x longer is darker. The median alone can be fooled when the only samples well
+    exposed in both frames belong to a moving object; the mean alone by a large moving object.
     """
-    linear = np.stack([_subsample(linearize(f, crf_gamma)) for f in frames])
+    display = [_subsample(f.data) for f in frames]  # statistics need a few 100k samples, not all
+    linear = np.stack(
+        [
+            d if f.domain == "linear" else np.power(np.clip(d, 0, 1), crf_gamma)
+            for f, d in zip(frames, display, strict=True)
+        ]
+    )
     darkest = int(np.argmin(times))
     measured = estimate_ratios(linear, darkest)  # t_i / t_darkest as the pixels see it
+    means = linear.reshape(len(frames), -1).mean(axis=1)
     stated = np.asarray(times, dtype=np.float64) / times[darkest]
     for i in range(len(frames)):
-        if stated[i] > 1.5 and measured[i] < 1 / 1.5:
+        if stated[i] > 1.5 and measured[i] < 1 / 1.5 and means[i] < means[darkest]:
             where = "given" if source == "given" else "from EXIF"
             raise ExposureError(
                 f"exposure times {where} contradict the frames: frame {i + 1} is stated {stated[i]:.3g}x "

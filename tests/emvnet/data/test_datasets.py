@@ -1,0 +1,76 @@
+"""torch wrappers: item tensors follow the inference path; collate pads mixed frame counts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from emvnet.data.datasets import SyntheticBrackets, collate_brackets
+from emvnet.data.scenes import SyntheticScenes
+from emvnet.data.simulator import Sample, SimulatorConfig
+from emvnet.errors import ExposureError
+
+CONFIG = SimulatorConfig(size=32)
+
+
+def test_item_matches_its_sample_through_make_bracket() -> None:
+    """ldr/lin/ratios/hdr/mask are the sample's frames, Bracket.linear/ratios and target, channels first."""
+    data = SyntheticBrackets(SyntheticScenes(), CONFIG, seed=3, length=4)
+    sample, item = data.sample(2), data[2]
+    bracket = sample.bracket()
+    n = len(sample.frames)
+    assert item["ldr"].shape == (n, 3, 32, 32) and item["hdr"].shape == (3, 32, 32)
+    assert item["mask"].shape == (1, 32, 32) and int(item["reference"]) == sample.reference
+    np.testing.assert_array_equal(item["lin"].numpy(), np.moveaxis(bracket.linear, -1, 1))
+    np.testing.assert_array_equal(item["sat"].numpy(), np.moveaxis(bracket.saturated(), -1, 1))
+    np.testing.assert_allclose(item["ratios"].numpy(), bracket.ratios, rtol=1e-6)
+    np.testing.assert_array_equal(item["hdr"].numpy(), np.moveaxis(sample.hdr, -1, 0))
+    assert float(item["true_ratios"][sample.reference]) == 1.0
+
+
+def test_raw_items_carry_the_isp_target() -> None:
+    """Raw mode items hold packed frames and a full-resolution sRGB target."""
+    data = SyntheticBrackets(SyntheticScenes(), replace(CONFIG, mode="raw"), seed=0, length=2)
+    item = data[0]
+    assert item["ldr"].shape[1:] == (4, 16, 16) and item["hdr"].shape == (4, 16, 16)
+    assert item["isp"].shape == (3, 32, 32)
+
+
+def test_loader_batches_mixed_frame_counts_reproducibly() -> None:
+    """A DataLoader with collate_brackets pads to the largest count and repeats exactly per seed."""
+    data = SyntheticBrackets(SyntheticScenes(), replace(CONFIG, frames_range=(2, 4)), seed=1, length=8)
+    counts = {len(data.sample(i).frames) for i in range(8)}
+    assert len(counts) > 1
+    batches = [next(iter(DataLoader(data, batch_size=8, collate_fn=collate_brackets))) for _ in range(2)]
+    batch = batches[0]
+    n_max = max(counts)
+    assert batch["ldr"].shape == (8, n_max, 3, 32, 32) and batch["frame_valid"].shape == (8, n_max)
+    assert batch["frame_valid"].sum(1).tolist() == [len(data.sample(i).frames) for i in range(8)]
+    padded = ~batch["frame_valid"]
+    assert torch.all(batch["ratios"][padded] == 1.0) and torch.all(batch["ldr"][padded] == 0.0)
+    assert batch["sat"].dtype == torch.bool and not batch["sat"][padded].any()
+    assert torch.equal(batches[0]["hdr"], batches[1]["hdr"])
+
+
+def test_refused_samples_are_redrawn_deterministically(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When make_bracket refuses a sample, the item comes from the index's next stream, reproducibly."""
+    import emvnet.data.datasets as datasets
+
+    real = datasets.sample_item
+    calls = []
+
+    def refuse_first(sample: Sample) -> dict[str, torch.Tensor]:
+        calls.append(sample)
+        if len(calls) == 1:
+            raise ExposureError("exposure times given contradict the frames")
+        return real(sample)
+
+    monkeypatch.setattr(datasets, "sample_item", refuse_first)
+    data = SyntheticBrackets(SyntheticScenes(), CONFIG, seed=2, length=4)
+    item = data[1]
+    assert len(calls) == 2
+    np.testing.assert_array_equal(item["hdr"].numpy(), np.moveaxis(data.sample(1, attempt=1).hdr, -1, 0))
