@@ -1,0 +1,137 @@
+"""One pure-ASGI middleware for what every REST request needs before and after its handler.
+
+- a request id (the client's `X-Request-ID` when it is sane, else a new one) in a context variable
+  for the logs, in `request.state`, and in the response headers;
+- the upload limit: a `Content-Length` past `max_request_bytes` is refused before any body is read,
+  and a body that streams past it (chunked uploads) is cut off with the same 413;
+- request count and latency metrics by route template, and one structured access-log line.
+Pure ASGI rather than BaseHTTPMiddleware: it does not buffer bodies or add a task per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import metrics
+from service.errors import PayloadTooLargeError, describe
+from worker.logs import REQUEST_ID
+
+log = logging.getLogger("service.access")
+
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+UNMETERED = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, max_request_bytes: int) -> None:
+        self.app = app
+        self.max_request_bytes = max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        request_id = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = REQUEST_ID.set(request_id)
+        start = time.perf_counter()
+        status = {"code": 500, "started": False, "exceeded": False}
+        received = 0
+        limit = self.max_request_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    status["exceeded"] = True
+                    raise _TooLargeError
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        async def guarded_send(message: Message) -> None:
+            # The framework may turn the cut-off body into its own 400; the client must see a 413.
+            if status["exceeded"]:
+                if message["type"] == "http.response.start" and not status["started"]:
+                    await self._too_large(send_with_id, request_id, received)
+                return
+            await send_with_id(message)
+
+        metrics.INFLIGHT_REQUESTS.labels("rest").inc()
+        try:
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > limit:
+                await self._too_large(send_with_id, request_id, int(length))
+            else:
+                try:
+                    await self.app(scope, limited_receive, guarded_send)
+                except _TooLargeError:
+                    if not status["started"]:
+                        await self._too_large(send_with_id, request_id, received)
+        finally:
+            metrics.INFLIGHT_REQUESTS.labels("rest").dec()
+            self._record(scope, int(status["code"]), time.perf_counter() - start, request_id)
+            REQUEST_ID.reset(token)
+
+    async def _too_large(self, send: Send, request_id: str, size: int) -> None:
+        info = describe(
+            PayloadTooLargeError(
+                f"the upload ({size} bytes or more) exceeds the {self.max_request_bytes}-byte limit"
+            )
+        )
+        body = json.dumps(info.body(request_id)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": info.http_status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _record(scope: Scope, code: int, seconds: float, request_id: str) -> None:
+        route: Any = scope.get("route")
+        path = scope.get("path", "")
+        endpoint = getattr(route, "path", None) or "unmatched"
+        if path not in UNMETERED:
+            metrics.REQUESTS.labels("rest", endpoint, str(code)).inc()
+            metrics.REQUEST_LATENCY.labels("rest", endpoint).observe(seconds)
+        log.info(
+            "%s %s %d %.1f ms",
+            scope.get("method"),
+            path,
+            code,
+            seconds * 1000,
+            extra={
+                "method": scope.get("method"),
+                "path": path,
+                "status": code,
+                "duration_s": round(seconds, 6),
+                "transport": "rest",
+                "request_id": request_id,
+            },
+        )

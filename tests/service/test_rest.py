@@ -1,0 +1,175 @@
+"""The REST gateway over real HTTP (embedded mode): images, async jobs, every validation error, limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from helpers.brackets import frobisher, synthetic_jpegs, synthetic_pngs
+from helpers.servers import GatewayThread, gateway, make_settings
+
+from emvnet.io import read_image
+
+pytestmark = pytest.mark.integration
+
+MAGIC = {
+    "image/png": b"\x89PNG",
+    "image/jpeg": b"\xff\xd8",
+    "image/tiff": b"II*\x00",
+    "image/vnd.radiance": b"#?",
+    "image/x-exr": b"\x76\x2f\x31\x01",
+}
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[GatewayThread]:
+    with gateway(make_settings(grpc_port=None, max_frames=4)) as g:
+        yield g
+
+
+@pytest.fixture(scope="module")
+def client(gw: GatewayThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gw.base_url, timeout=30) as c:
+        yield c
+
+
+def files(frames: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("frames", (f"f{i}", data, "application/octet-stream")) for i, data in enumerate(frames)]
+
+
+def post(client: httpx.Client, frames: list[bytes], **kw: object) -> httpx.Response:
+    return client.post("/v1/hdr", files=files(frames), **kw)  # type: ignore[arg-type]
+
+
+def assert_error(r: httpx.Response, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()["error"]
+    assert body["code"] == code and body["message"] and body["request_id"] == r.headers["x-request-id"]
+
+
+def test_sync_merge_returns_a_png_of_the_bracket(client: httpx.Client) -> None:
+    """Default output is a tonemapped PNG of the frames' size; merge facts come in headers."""
+    r = post(client, frobisher(), headers={"X-Request-ID": "cam-42"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png" and r.headers["x-request-id"] == "cam-42"
+    img = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert img.shape == (320, 480, 3) and img.std() > 5
+    assert r.headers["x-blind"] == "false" and r.headers["x-reference-frame"] in {"0", "1", "2"}
+    assert client.get(f"/v1/jobs/{r.headers['x-job-id']}").status_code == 404  # delivered, not kept
+
+
+@pytest.mark.parametrize("accept", ["image/x-exr", "image/vnd.radiance", "image/tiff", "image/jpeg"])
+def test_output_follows_accept(client: httpx.Client, accept: str) -> None:
+    """Each supported media type comes back as that format."""
+    r = post(client, synthetic_pngs(), headers={"Accept": accept}, data={"exposures": "1/4,1,4"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == accept and r.content.startswith(MAGIC[accept])
+
+
+def test_linear_output_is_hdr(client: httpx.Client) -> None:
+    """The EXR output holds linear radiance beyond 1.0 (a real HDR merge, not an LDR copy)."""
+    r = post(client, synthetic_pngs(), headers={"Accept": "image/x-exr"}, data={"exposures": "0.25,1,4"})
+    hdr = read_image(r.content)
+    assert hdr.domain == "linear" and hdr.data.shape == (96, 128, 3) and hdr.data.max() > 1.5
+
+
+def test_async_flow(client: httpx.Client) -> None:
+    """202 + Location, then the status turns done and the result is the image."""
+    r = post(client, frobisher(), params={"mode": "async"}, headers={"Accept": "image/jpeg"})
+    assert r.status_code == 202, r.text
+    location = r.headers["location"]
+    assert location == f"/v1/jobs/{r.json()['job_id']}"
+    deadline = time.monotonic() + 20
+    while (status := client.get(location).json())["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert status["state"] == "done" and status["result"]["width"] == 480
+    result = client.get(status["result_url"])
+    assert result.status_code == 200 and result.content.startswith(MAGIC["image/jpeg"])
+    assert_error(client.get(status["result_url"], headers={"Accept": "image/png"}), 406, "not_acceptable")
+
+
+def test_unknown_jobs(client: httpx.Client) -> None:
+    assert_error(client.get("/v1/jobs/" + "0" * 32), 404, "job_not_found")
+    assert_error(client.get("/v1/jobs/not-an-id"), 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("frames", "data", "status", "code"),
+    [
+        (lambda: frobisher()[:1], {}, 422, "invalid_bracket"),
+        (lambda: frobisher() + frobisher(), {}, 422, "invalid_bracket"),
+        (lambda: [frobisher()[0], b"%PDF-1.7 not an image"], {}, 415, "unsupported_format"),
+        (lambda: [frobisher()[0], synthetic_pngs()[0]], {}, 422, "invalid_bracket"),
+        (frobisher, {"exposures": "0.1,0.2"}, 422, "invalid_exposures"),
+        (frobisher, {"exposures": "0.1,zero,1"}, 422, "invalid_exposures"),
+        (frobisher, {"exposures": "0.1,-1,1"}, 422, "invalid_exposures"),
+        (frobisher, {"reference": "5"}, 422, "invalid_bracket"),
+        (frobisher, {"reference": "left"}, 422, "invalid_bracket"),
+        (frobisher, {"model": "gpt"}, 422, "unknown_model"),
+        (lambda: [f[:300] for f in frobisher()], {}, 422, "corrupt_image"),
+    ],
+    ids=[
+        "one-frame",
+        "too-many",
+        "not-image",
+        "sizes",
+        "exp-count",
+        "exp-nan",
+        "exp-neg",
+        "ref-range",
+        "ref-word",
+        "model",
+        "truncated",
+    ],
+)
+def test_validation_errors(client: httpx.Client, frames, data, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+    """Every bad input gets its 4xx and a JSON error body, never a 500."""
+    assert_error(post(client, frames(), data=data), status, code)
+
+
+def test_missing_frames_field(client: httpx.Client) -> None:
+    assert_error(client.post("/v1/hdr", data={"exposures": "1,2"}), 400, "invalid_request")
+
+
+def test_not_acceptable_is_checked(client: httpx.Client) -> None:
+    assert_error(post(client, frobisher(), headers={"Accept": "image/webp"}), 406, "not_acceptable")
+
+
+def test_deadline_is_504(client: httpx.Client) -> None:
+    """A synchronous call that cannot finish in its timeout gets 504 deadline_exceeded."""
+    assert_error(post(client, frobisher(), params={"timeout": "0.001"}), 504, "deadline_exceeded")
+
+
+def test_health_readiness_and_routes(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "queue": True}
+    assert_error(client.get("/v2/nothing"), 404, "not_found")
+    assert client.get("/openapi.json").json()["paths"]["/v1/hdr"]["post"]
+
+
+def test_client_disconnect_cancels_the_wait(gw: GatewayThread) -> None:
+    """A synchronous client that goes away is noticed: its request ends (499 in the metrics) and
+    the server keeps serving."""
+
+    def closed_requests() -> float:
+        text = httpx.get(gw.base_url + "/metrics", timeout=10).text
+        prefix = 'emvnet_requests_total{code="499",endpoint="/v1/hdr",transport="rest"}'
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+    before = closed_requests()
+    frames = synthetic_jpegs(1400, 1400)
+    with (
+        pytest.raises(httpx.ReadTimeout),
+        httpx.Client(base_url=gw.base_url, timeout=httpx.Timeout(30, read=0.05)) as c,
+    ):
+        post(c, frames)
+    deadline = time.monotonic() + 10
+    while closed_requests() <= before:
+        assert time.monotonic() < deadline, "the server never noticed the disconnect"
+        time.sleep(0.05)

@@ -1,0 +1,121 @@
+"""The Celery application: Redis broker, JSON only, late acknowledgement, and the merge task.
+
+`make_celery(settings)` builds an app (no module-level app, so tests and the gateway configure
+their own). The gateway only sends `MERGE_TASK` by name; `register_tasks` binds the task to a
+worker's store and batcher.
+
+Delivery: acks_late + reject_on_worker_lost put the message back when a worker dies mid-job, and
+the Redis visibility timeout (longer than the task time limit, checked by the settings) restores
+messages of workers that vanished. Results are written once (`JobStore.finish`), so a redelivered
+job that already finished returns at once. The threads pool never forks, so it is CUDA-safe.
+Celery's time limits need the prefork pool; here the task enforces its own (the job deadline,
+capped at `task_time_limit_s`) while waiting on the batcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from worker.batcher import DynamicBatcher
+from worker.jobs import FINISHED, DeadlineExceededError, Job, JobFailure, JobSpec
+from worker.logs import REQUEST_ID
+from worker.settings import WorkerSettings
+from worker.store import JobStore
+
+log = logging.getLogger(__name__)
+
+MERGE_TASK = "emvnet.merge"
+
+
+def make_celery(settings: WorkerSettings) -> Celery:
+    """A Celery app on `settings.redis_url` that accepts JSON only."""
+    assert settings.redis_url is not None, "a Celery app needs a Redis URL"
+    app = Celery("emvnet", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],  # never pickle: messages come from the network
+        result_serializer="json",
+        task_ignore_result=True,  # results live in the job store, not in Celery's backend
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        task_default_queue=settings.queue_name,
+        task_routes={MERGE_TASK: {"queue": settings.queue_name}},
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=max(1.0, settings.task_time_limit_s - 5),
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep for messages of dead workers a few times per visibility timeout (kombu's default
+            # sweep is every 100 s), so a lost job is redelivered soon after its timeout.
+            "unacked_restore_interval": int(max(1, min(30, settings.visibility_timeout_s / 5))),
+            "unacked_restore_throttle": 1,
+        },
+        broker_connection_retry_on_startup=True,
+        worker_prefetch_multiplier=1,  # a thread holds one message; the rest stay for other workers
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        worker_enable_remote_control=False,
+        task_send_sent_event=False,
+    )
+    return app
+
+
+@dataclass
+class WorkerContext:
+    """What the merge task needs in a worker process."""
+
+    store: JobStore
+    batcher: DynamicBatcher
+    settings: WorkerSettings
+
+
+def process(ctx: WorkerContext, job_id: str, params: dict[str, Any]) -> str:
+    """Run one queued job to its final state; returns that state. Safe to call twice."""
+    state = ctx.store.state(job_id)
+    if state is None:
+        log.warning("job %s expired before a worker took it", job_id)
+        return "expired"
+    if state in FINISHED:
+        return state
+    spec = JobSpec.from_dict(params)
+    REQUEST_ID.set(spec.request_id)
+    frames = ctx.store.frames(job_id)
+    if frames is None:
+        return "expired"
+    if spec.expired():
+        ctx.store.finish(
+            job_id, JobFailure.from_exception(DeadlineExceededError("deadline passed in the queue"))
+        )
+        return "failed"
+    ctx.store.mark_running(job_id)
+    future = ctx.batcher.submit(Job(spec, frames))
+    remaining = spec.remaining()
+    limit = (
+        ctx.settings.task_time_limit_s
+        if remaining is None
+        else min(remaining, ctx.settings.task_time_limit_s)
+    )
+    t0 = time.monotonic()
+    try:
+        outcome = future.result(timeout=limit + 0.5)  # the batcher answers expired jobs itself
+    except FutureTimeout:
+        future.cancel()
+        outcome = JobFailure.from_exception(
+            DeadlineExceededError(f"the job did not finish within {time.monotonic() - t0:.1f} s")
+        )
+    ctx.store.finish(job_id, outcome)
+    return "done" if not isinstance(outcome, JobFailure) else "failed"
+
+
+def register_tasks(app: Celery, ctx: WorkerContext) -> None:
+    """Bind the merge task of `app` to this process's store and batcher."""
+
+    @app.task(name=MERGE_TASK, ignore_result=True)
+    def merge(job_id: str, params: dict[str, Any]) -> str:
+        return process(ctx, job_id, params)
