@@ -6,6 +6,7 @@ seen to be an image, so pointing a reader at a large non-image costs one small r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from emvnet.errors import UnsupportedFormatError
@@ -46,6 +47,23 @@ def _check_limit(max_pixels: int) -> None:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
 
 
+# One probe and one decoder per format; raws take their format (DNG or other) and a mode too.
+_PROBES: dict[str, Callable[[bytes, str, int], ImageInfo]] = {
+    "jpeg": ldr.probe_jpeg,
+    "png": ldr.probe_png,
+    "tiff": tiff.probe_tiff,
+    "exr": exr.probe_exr,
+    "hdr": radiance.probe_radiance,
+}
+_READERS: dict[str, Callable[[bytes, str, int], Frame]] = {
+    "jpeg": ldr.read_jpeg,
+    "png": ldr.read_png,
+    "tiff": tiff.read_tiff,
+    "exr": exr.read_exr,
+    "hdr": radiance.read_radiance,
+}
+
+
 def probe_image(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     """Format, upright size, sample type and exposure from the headers, without decoding pixels.
 
@@ -54,18 +72,9 @@ def probe_image(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
     """
     _check_limit(max_pixels)
     data, name, fmt = _load(source)
-    if fmt == "jpeg":
-        return ldr.probe_jpeg(data, name, max_pixels)
-    if fmt == "png":
-        return ldr.probe_png(data, name, max_pixels)
-    if fmt == "tiff":
-        return tiff.probe_tiff(data, name, max_pixels)
-    if fmt == "exr":
-        return exr.probe_exr(data, name, max_pixels)
-    if fmt == "hdr":
-        return radiance.probe_radiance(data, name, max_pixels)
-    assert fmt == "dng" or fmt == "raw", f"no reader for {fmt}"
-    return raw.probe_raw(data, name, fmt, max_pixels)
+    if fmt == "dng" or fmt == "raw":
+        return raw.probe_raw(data, name, fmt, max_pixels)
+    return _PROBES[fmt](data, name, max_pixels)
 
 
 def read_image(
@@ -85,15 +94,6 @@ def read_image(
     if raw_mode not in ("rgb", "packed"):
         raise ValueError(f"raw_mode must be 'rgb' or 'packed', got {raw_mode!r}")
     data, name, fmt = _load(source)
-    if fmt == "jpeg":
-        return ldr.read_jpeg(data, name, max_pixels)
-    if fmt == "png":
-        return ldr.read_png(data, name, max_pixels)
-    if fmt == "tiff":
-        return tiff.read_tiff(data, name, max_pixels)
-    if fmt == "exr":
-        return exr.read_exr(data, name, max_pixels)
-    if fmt == "hdr":
-        return radiance.read_radiance(data, name, max_pixels)
-    assert fmt == "dng" or fmt == "raw", f"no reader for {fmt}"
-    return raw.read_raw(data, name, fmt, max_pixels, raw_mode)
+    if fmt == "dng" or fmt == "raw":
+        return raw.read_raw(data, name, fmt, max_pixels, raw_mode)
+    return _READERS[fmt](data, name, max_pixels)
