@@ -30,6 +30,7 @@ ERROR_TABLE: dict[str, Mapping] = {
     "corrupt_image": Mapping(422, grpc.StatusCode.INVALID_ARGUMENT),
     "image_too_large": Mapping(413, grpc.StatusCode.INVALID_ARGUMENT),
     "payload_too_large": Mapping(413, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    "request_timeout": Mapping(408, grpc.StatusCode.DEADLINE_EXCEEDED),
     "invalid_bracket": Mapping(422, grpc.StatusCode.INVALID_ARGUMENT),
     "invalid_exposures": Mapping(422, grpc.StatusCode.INVALID_ARGUMENT),
     "unknown_model": Mapping(422, grpc.StatusCode.INVALID_ARGUMENT),
@@ -74,6 +75,12 @@ class PayloadTooLargeError(GatewayError):
     """The upload is larger than `max_request_bytes`."""
 
     code = "payload_too_large"
+
+
+class RequestTimeoutError(GatewayError):
+    """The client paused longer than `body_timeout_s` while sending its upload."""
+
+    code = "request_timeout"
 
 
 class NotAcceptableError(GatewayError):

@@ -107,7 +107,10 @@ class RedisBackend:
                 queue=self.settings.queue_name,
             )
         except Exception as exc:
-            await self.redis.delete(key)
+            # Redis is often down too (the broker is the same server): then the record is left to
+            # its TTL, and the client still gets 503, not the cleanup's own error as a 500.
+            with contextlib.suppress(RedisError):
+                await self.redis.delete(key)
             raise UnavailableError(f"the queue is unreachable ({type(exc).__name__})") from None
 
     async def _fields(self, job_id: str, names: list[str]) -> dict[bytes, bytes]:

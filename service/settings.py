@@ -27,6 +27,8 @@ class Settings(WorkerSettings):
     max_frames: int = Field(default=8, ge=2, le=64)
     max_request_bytes: int = Field(default=200 * MIB, gt=0, description="one upload, all frames")
     sync_timeout_s: float = Field(default=60.0, gt=0, description="how long a synchronous call waits")
+    # A client that stops sending mid-upload would hold its connection and memory forever.
+    body_timeout_s: float = Field(default=30.0, gt=0, description="longest pause within an upload")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After when saturated")
     grpc_max_concurrent_streams: int = Field(default=64, ge=1)
     graceful_stop_s: float = Field(default=10.0, ge=0)

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 from emvnet.errors import BracketError, EmvnetError, ExposureError, UnsupportedFormatError
 from emvnet.io import ImageInfo, probe_image, sniff_format
@@ -40,8 +39,11 @@ def parse_exposures(text: str | None) -> list[float] | None:
         return None
     values = []
     for i, item in enumerate(text.split(","), start=1):
+        # float() on each side, never Fraction(): Fraction('1e999999') builds a huge integer (a slow
+        # request, then OverflowError, a 500); float gives inf, which check_exposures refuses.
+        num, slash, den = item.strip().partition("/")
         try:
-            value = float(Fraction(item.strip()))
+            value = float(num) / float(den) if slash else float(num)
         except (ValueError, ZeroDivisionError):
             raise ExposureError(
                 f"exposure {i} ({item.strip()!r}) is not a number of seconds (e.g. 0.01 or 1/100)"

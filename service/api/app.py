@@ -57,7 +57,11 @@ def create_app(settings: Settings, backend: Backend | None = None, *, manage_bac
     app.include_router(hdr.router)
     app.include_router(jobs.router)
     app.include_router(health.router)
-    app.add_middleware(RequestContextMiddleware, max_request_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_request_bytes=settings.max_request_bytes,
+        body_timeout_s=settings.body_timeout_s,
+    )
 
     @app.exception_handler(EmvnetError)
     @app.exception_handler(JobError)
