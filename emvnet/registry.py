@@ -92,9 +92,9 @@ def specs() -> list[ModelSpec]:
 def _register_builtin() -> None:
     # The one place that lists which modules contribute models. The modules import this one for
     # `ModelSpec`, so they are imported on first use of the table rather than at import time.
-    from emvnet import baselines
+    from emvnet import baselines, engine
 
-    for spec in baselines.SPECS:
+    for spec in (*baselines.SPECS, *engine.SPECS):
         register(spec)
 
 

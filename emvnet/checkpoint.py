@@ -1,0 +1,79 @@
+"""Checkpoint format: `<stem>.safetensors` (the state dict) next to `<stem>.json` (what it is).
+
+The JSON names the format version, the variant and its full typed config (`config.config_to_dict`),
+so a checkpoint rebuilds the exact network without code-side guessing; the safetensors file holds
+only tensors (no pickle). Loading is strict: missing or unexpected tensors are an error, and values
+round-trip bit-exactly.
+
+Shipped weights live in `emvnet/weights/<variant>.safetensors` + `.json` (the training issue adds
+them); `load_installed` refuses to serve a variant without them instead of falling back to random
+weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from emvnet.config import config_from_dict, config_to_dict
+from emvnet.errors import UnknownModelError
+from emvnet.model import EMVNet
+
+FORMAT = "emvnet-checkpoint/1"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def _paths(stem: str | Path) -> tuple[Path, Path]:
+    stem = Path(stem)
+    if stem.suffix in (".safetensors", ".json"):
+        stem = stem.with_suffix("")
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def save(model: EMVNet, stem: str | Path, extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write the weights and the JSON config; `extra` (e.g. training step, data) goes into the JSON."""
+    weights, meta = _paths(stem)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(weights), metadata={"format": FORMAT, "variant": model.config.name})
+    doc = {"format": FORMAT, "variant": model.config.name, "config": config_to_dict(model.config)}
+    if extra:
+        doc["extra"] = extra
+    meta.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return weights, meta
+
+
+def load(stem: str | Path, device: str | torch.device = "cpu") -> EMVNet:
+    """Rebuild the network a checkpoint describes and load its weights (strict), in eval mode."""
+    weights, meta = _paths(stem)
+    doc = json.loads(meta.read_text())
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"{meta}: format {doc.get('format')!r} is not {FORMAT!r}")
+    config = config_from_dict(doc["config"])
+    if doc.get("variant") != config.name:
+        raise ValueError(f"{meta}: variant {doc.get('variant')!r} does not match its config {config.name!r}")
+    model = EMVNet(config)
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    return model.to(device).eval()
+
+
+def installed(name: str, directory: Path = WEIGHTS_DIR) -> bool:
+    weights, meta = _paths(directory / name)
+    return weights.is_file() and meta.is_file()
+
+
+def load_installed(name: str, device: str | torch.device = "cpu", directory: Path = WEIGHTS_DIR) -> EMVNet:
+    """The shipped weights of `name`, or UnknownModelError when none are installed."""
+    if not installed(name, directory):
+        raise UnknownModelError(
+            f"no trained weights are installed for {name}; train them (emvnet train) and put "
+            f"{name}.safetensors and {name}.json in {directory}, or choose a classical model"
+        )
+    model = load(directory / name, device)
+    if model.config.name != name:
+        raise UnknownModelError(f"{directory / name}.json describes {model.config.name}, not {name}")
+    return model

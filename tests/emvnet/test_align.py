@@ -1,0 +1,90 @@
+"""Global pre-alignment: a homography recovers motion beyond the volume's window; static is untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emvnet import align
+
+FRAME = Path(__file__).resolve().parents[1] / "fixtures" / "brackets" / "frobisher" / "IMG_2601.jpg"
+
+
+def _linear() -> np.ndarray:
+    bgr = cv2.imread(str(FRAME))
+    return np.power(bgr[..., ::-1].astype(np.float32) / 255, 2.2)
+
+
+def _moved(lin: np.ndarray, hom: np.ndarray, gain: float) -> np.ndarray:
+    h, w = lin.shape[:2]
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return np.clip(
+        cv2.warpPerspective(lin, hom, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT) * gain, 0, 1
+    )
+
+
+def test_large_shift_is_recovered_across_exposures() -> None:
+    """A 40 px shift of a 4x darker frame is undone to within a pixel."""
+    ref = _linear()
+    truth = np.array([[1.0, 0.0, 40.0], [0.0, 1.0, -25.0], [0.0, 0.0, 1.0]])  # reference px -> frame px
+    frame = _moved(ref, np.linalg.inv(truth), 0.25)  # frame(truth p) = ref(p) / 4
+    lin = np.stack([frame, ref])
+    clipped = lin >= 0.95**2.2
+    out, mask, found = align.prealign(lin, clipped, np.array([0.25, 1.0]), reference=1)
+    assert found[0].homography is not None and found[0].inliers >= align.MIN_INLIERS
+    corners = np.array([[[100.0, 100.0], [300.0, 200.0]]])
+    err = cv2.perspectiveTransform(corners, found[0].homography) - cv2.perspectiveTransform(corners, truth)
+    assert float(np.abs(err).max()) < 1.0
+    inner = (slice(40, -40), slice(60, -60))
+    diff = np.abs(out[0][inner] / 0.25 - ref[inner])
+    assert float(np.median(diff)) < 0.01
+    assert mask[0][:, -30:].all()  # pixels brought in from outside the frame carry no information
+
+
+def test_static_bracket_is_left_untouched() -> None:
+    """Without global motion no frame is resampled."""
+    ref = _linear()
+    lin = np.stack([np.clip(ref * 4, 0, 1), ref])
+    out, _, found = align.prealign(lin, lin >= 0.95**2.2, np.array([4.0, 1.0]), reference=1)
+    assert found[0].homography is None
+    assert np.array_equal(out, lin)
+
+
+def test_featureless_frames_fall_back_to_identity() -> None:
+    """Flat frames give no evidence of motion: nothing is warped and nothing fails."""
+    lin = np.full((2, 64, 64, 3), 0.3, dtype=np.float32)
+    out, _, found = align.prealign(lin, lin >= 1.0, np.array([1.0, 2.0]), reference=0)
+    assert all(f.homography is None for f in found)
+    assert np.array_equal(out, lin)
+
+
+def test_prealignment_helps_the_merge_where_the_reference_clips() -> None:
+    """With 40 px of global motion the untrained merge (its prior) is much closer to the truth pre-aligned."""
+    from emvnet.bracket import make_bracket
+    from emvnet.engine import NetworkMerger
+    from emvnet.frame import Frame
+
+    rad = _linear() * 3.0  # radiance in reference units: the reference clips where rad > 1
+    times = (0.25, 1.0, 4.0)
+    moves = (
+        np.array([[1.0, 0, 40], [0, 1, -25], [0, 0, 1]]),
+        np.eye(3),
+        np.array([[1.0, 0, -30], [0, 1, 20], [0, 0, 1]]),
+    )
+    frames = [
+        Frame(
+            np.power(_moved(rad, np.linalg.inv(m), t), 1 / 2.2).astype(np.float32), "display", "rgb", "png", 8
+        )
+        for m, t in zip(moves, times, strict=True)
+    ]
+    bracket = make_bracket(frames, times, reference=1)
+    inner = (slice(48, -48), slice(64, -64))
+    clipped = (rad[inner] > 1.2).any(axis=2)
+    errors = {}
+    for mode in ("off", "auto"):
+        out = NetworkMerger.random("emvnet-fast-rgb", prealign=mode, precision="fp32").merge([bracket])[0]
+        errors[mode] = float(np.abs(np.log((out[inner] + 1e-3) / (rad[inner] + 1e-3)))[clipped].mean())
+    assert clipped.sum() > 500
+    assert errors["auto"] < 0.5 * errors["off"], errors  # measured: 1.09 off, 0.018 auto

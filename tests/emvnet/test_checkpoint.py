@@ -1,0 +1,61 @@
+"""Checkpoints: safetensors + JSON round-trip bit-exactly; missing weights are never replaced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from emvnet import checkpoint, registry
+from emvnet.config import config_from_dict, config_to_dict, variant, with_volume
+from emvnet.errors import UnknownModelError
+from emvnet.model import build_model
+
+
+@pytest.mark.parametrize("name", ["emvnet-fast-rgb", "emvnet-paper-isp"])
+def test_save_load_is_bit_exact(tmp_path: Path, name: str) -> None:
+    """Every tensor and the config come back exactly, and the JSON names the variant."""
+    model = build_model(name, seed=5)
+    weights, meta = checkpoint.save(model, tmp_path / name, extra={"step": 7})
+    assert weights.name == f"{name}.safetensors" and meta.name == f"{name}.json"
+    doc = json.loads(meta.read_text())
+    assert doc["variant"] == name and doc["format"] == checkpoint.FORMAT and doc["extra"] == {"step": 7}
+    loaded = checkpoint.load(tmp_path / name)
+    assert loaded.config == model.config
+    want, got = model.state_dict(), loaded.state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_config_round_trip_keeps_ablation_switches() -> None:
+    """A modified config (ablation switches, tuples, floats) survives the JSON round trip typed."""
+    config = with_volume(variant("emvnet-paper-raw"), use_mask=False, exposures=(2, 4), dense_motion=True)
+    back = config_from_dict(json.loads(json.dumps(config_to_dict(config))))
+    assert back == config and isinstance(back.volume.exposures, tuple)
+
+
+def test_unknown_config_field_is_refused() -> None:
+    """A JSON config with an unknown field raises instead of being silently ignored."""
+    data = config_to_dict(variant("emvnet-fast-rgb"))
+    data["volume"]["warp_speed"] = 9
+    with pytest.raises(ValueError, match="warp_speed"):
+        config_from_dict(data)
+
+
+def test_missing_weights_raise_unknown_model(tmp_path: Path) -> None:
+    """Without installed weights a variant refuses to build: random weights never serve users."""
+    with pytest.raises(UnknownModelError, match="no trained weights are installed for emvnet-fast-rgb"):
+        checkpoint.load_installed("emvnet-fast-rgb", directory=tmp_path)
+    if not checkpoint.installed("emvnet-paper-rgb"):
+        with pytest.raises(UnknownModelError, match="no trained weights"):
+            registry.get("emvnet-paper-rgb").build("cpu")
+
+
+def test_installed_weights_load(tmp_path: Path) -> None:
+    """Weights placed in the weights directory are found and loaded under their variant name."""
+    model = build_model("emvnet-fast-raw", seed=2)
+    checkpoint.save(model, tmp_path / "emvnet-fast-raw")
+    loaded = checkpoint.load_installed("emvnet-fast-raw", directory=tmp_path)
+    assert torch.equal(loaded.features.entry[0].weight, model.features.entry[0].weight)

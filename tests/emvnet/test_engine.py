@@ -1,0 +1,157 @@
+"""Inference engine: batching, tiling, precision and the Merger contract of the network variants."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from emvnet import engine
+from emvnet.bracket import Bracket, make_bracket
+from emvnet.engine import NetworkMerger, _ramp, _starts, resolve_precision
+from emvnet.errors import BracketError, DeviceError
+from emvnet.frame import Frame
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "brackets" / "frobisher"
+
+
+def _scene(h: int, w: int, seed: int) -> np.ndarray:
+    """Linear radiance with edges and smooth shading, up to ~4x the reference's clipping level."""
+    rng = np.random.default_rng(seed)
+    small = rng.random((h // 8 + 2, w // 8 + 2, 3)).astype(np.float32)
+    rad = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST) * 2.0
+    rad += cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 3) * 2.0
+    return rad
+
+
+def _bracket(h: int, w: int, seed: int = 0, blind: bool = False, layout: str = "rgb") -> Bracket:
+    rad = _scene(h, w, seed)
+    times = [0.25, 1.0, 4.0]
+    if layout == "rggb":
+        rad = np.concatenate([rad, rad[..., 1:2]], 2)[..., [0, 1, 3, 2]]
+        frames = [
+            Frame(np.clip(rad * t, 0, 1).astype(np.float32), "linear", "rggb", "dng", 12) for t in times
+        ]
+    else:
+        frames = [
+            Frame(np.power(np.clip(rad * t, 0, 1), 1 / 2.2).astype(np.float32), "display", "rgb", "png", 8)
+            for t in times
+        ]
+    return make_bracket(frames, None if blind else times, reference=1)
+
+
+def _merger(name: str, **kwargs: object) -> NetworkMerger:
+    merger = NetworkMerger.random(name, seed=0, prealign="off", **kwargs)  # type: ignore[arg-type]
+    gen = torch.Generator().manual_seed(1)
+    for dec in merger.model.decoders:  # non-zero residuals so the tests see the network, not the prior
+        with torch.no_grad():
+            dec.out.weight.copy_(torch.randn(dec.out.weight.shape, generator=gen) * 0.05)
+    return merger
+
+
+@pytest.mark.parametrize(
+    ("name", "layout", "channels", "scale"),
+    [
+        ("emvnet-fast-rgb", "rgb", 3, 1),
+        ("emvnet-fast-raw", "rggb", 4, 1),
+        ("emvnet-fast-isp", "rggb", 3, 2),
+    ],
+)
+def test_merge_contract(name: str, layout: str, channels: int, scale: int) -> None:
+    """One float32 (H s, W s, C_out) non-negative array per bracket, for known and blind brackets."""
+    merger = _merger(name, precision="fp32")
+    brackets = [_bracket(30, 42, seed=0, layout=layout), _bracket(30, 42, seed=1, blind=True, layout=layout)]
+    outs = merger.merge(brackets)
+    assert len(outs) == 2
+    for y in outs:
+        assert y.shape == (30 * scale, 42 * scale, channels) and y.dtype == np.float32
+        assert np.isfinite(y).all() and (y >= 0).all()
+
+
+def test_batched_equals_one_by_one() -> None:
+    """Brackets merged in one batched forward pass (or in chunks of it) give what they give alone."""
+    merger = _merger("emvnet-fast-rgb", precision="fp32")
+    a, b = _bracket(40, 56, seed=2), _bracket(40, 56, seed=3)
+    together = merger.merge([a, b])
+    alone = [merger.merge([a])[0], merger.merge([b])[0]]
+    chunked = _merger("emvnet-fast-rgb", precision="fp32", max_pass_pixels=40 * 56).merge([a, b])
+    for x, y, z in zip(together, alone, chunked, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(z, y, rtol=1e-4, atol=1e-5)
+
+
+def test_tiled_equals_untiled() -> None:
+    """Overlapping tiles with raised-cosine blending reproduce the untiled result (max 5 %, mean 0.05 %).
+
+    The tolerance is for random weights, whose outputs swing more with context than trained ones.
+    """
+    bracket = _bracket(320, 448, seed=4)
+    whole = _merger("emvnet-fast-rgb", precision="fp32", tile=512).merge([bracket])[0]
+    tiled = _merger("emvnet-fast-rgb", precision="fp32", tile=256, overlap=96).merge([bracket])[0]
+    rel = np.abs(tiled - whole) / np.maximum(whole, 0.05)
+    assert float(rel.max()) < 0.05, float(rel.max())
+    assert float(rel.mean()) < 5e-4, float(rel.mean())
+
+
+@pytest.mark.parametrize(
+    ("size", "tile", "overlap"), [(100, 40, 10), (161, 100, 40), (1000, 512, 64), (30, 64, 8)]
+)
+def test_blend_weights_sum_to_one(size: int, tile: int, overlap: int) -> None:
+    """Tiles cover the axis, overlap by at least `overlap`, and two-tile ramps sum to one."""
+    starts, length = _starts(size, tile, overlap, unit=8)
+    assert length <= max(tile, size) and starts[0] == 0 and starts[-1] < size <= starts[-1] + length
+    assert all(b - a <= length - overlap and b % 8 == 0 for a, b in itertools.pairwise(starts))
+    total = np.zeros(size)
+    for k, s in enumerate(starts):
+        total[s : min(s + length, size)] += _ramp(size, starts, length, k, 1)
+    if all(c - a >= length for a, c in zip(starts, starts[2:], strict=False)):  # no triple overlaps
+        np.testing.assert_allclose(total, 1.0, atol=1e-6)
+    assert total.min() > 0
+
+
+def test_bf16_matches_float32_on_real_frames() -> None:
+    """bf16 autocast stays within 2 % (max relative error) of float32 on a real bracket."""
+    frames = []
+    for name in ("IMG_2600", "IMG_2601", "IMG_2602"):
+        bgr = cv2.imread(str(FIXTURES / f"{name}.jpg"))[64:224, 96:336]
+        frames.append(
+            Frame(np.ascontiguousarray(bgr[..., ::-1], dtype=np.float32) / 255, "display", "rgb", "jpeg", 8)
+        )
+    bracket = make_bracket(frames, [1 / 8, 1, 8])
+    fp32 = _merger("emvnet-fast-rgb", precision="fp32").merge([bracket])[0]
+    bf16 = _merger("emvnet-fast-rgb", precision="bf16").merge([bracket])[0]
+    rel = np.abs(bf16 - fp32) / np.maximum(np.abs(fp32), 1e-2)
+    assert float(rel.max()) < 0.02, float(rel.max())
+
+
+def test_layout_mismatch_is_refused() -> None:
+    """An RGB bracket sent to a raw variant is a BracketError, not a crash."""
+    with pytest.raises(BracketError, match="rggb"):
+        _merger("emvnet-fast-raw").merge([_bracket(16, 16)])
+
+
+def test_precision_and_device_resolution() -> None:
+    """fp32 means no autocast, bf16/fp16 are honoured, and a missing CUDA is a DeviceError."""
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError):
+            NetworkMerger.random("emvnet-fast-rgb", device="cuda")
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in engine.SPECS])
+def test_tiled_inference_for_every_variant(name: str) -> None:
+    """Every registered network runs tiled (output coordinates scaled for E2E-ISP) close to untiled."""
+    layout = "rgb" if name.endswith("-rgb") else "rggb"
+    bracket = _bracket(72, 136, seed=5, layout=layout)
+    unit = _merger(name).config.tile_unit
+    whole = _merger(name, precision="fp32", tile=512).merge([bracket])[0]
+    tiled = _merger(name, precision="fp32", tile=3 * unit, overlap=unit).merge([bracket])[0]
+    assert tiled.shape == whole.shape and np.isfinite(tiled).all() and (tiled >= 0).all()
+    rel = np.abs(tiled - whole) / np.maximum(whole, 0.05)
+    assert float(rel.mean()) < 0.05, float(rel.mean())
