@@ -31,9 +31,14 @@ def generate(out: Path) -> None:
     from grpc_tools import protoc  # imported late: only stub generation needs grpcio-tools
 
     include = Path(protoc.__file__).parent / "_proto"
+    # The mypy-protobuf plugins live beside this interpreter; name them so that protoc finds them
+    # when the virtual environment is used without being activated (as `make test` does).
+    bindir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         args = [
             "protoc",
+            f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+            f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
             f"-I{PROTO_ROOT}",
             f"-I{include}",
             f"--python_out={tmp}",
