@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from emvnet import evaluate, registry
+from emvnet import evaluate, registry, train
 from emvnet.bracket import DEFAULT_CRF_GAMMA, Reference
 from emvnet.errors import EmvnetError
 from emvnet.frame import Frame
@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the available merge models")
     models.set_defaults(run=cmd_models)
     evaluate.add_parser(sub)
+    train.add_parser(sub)
     add_plugin_commands(sub)
     return parser
 
