@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -77,3 +78,73 @@ def load_installed(name: str, device: str | torch.device = "cpu", directory: Pat
     if model.config.name != name:
         raise UnknownModelError(f"{directory / name}.json describes {model.config.name}, not {name}")
     return model
+
+
+# -- training state (no pickle) --
+#
+# A training checkpoint nests dicts (some with integer keys, as optimizer states have), lists,
+# tuples, tensors, numpy arrays (numpy's RNG state) and scalars. `save_state` stores every tensor
+# and array in one safetensors file and the structure as JSON in its metadata, so resuming never
+# unpickles anything, even a checkpoint someone else handed over.
+
+STATE_FORMAT = "emvnet-train-state/1"
+
+
+def _encode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        key = f"t{len(tensors)}"
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(obj))
+        return {"__ndarray__": key}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, tensors) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    assert obj is None or isinstance(obj, bool | int | float | str), f"cannot store {type(obj).__name__}"
+    return obj
+
+
+def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if "__ndarray__" in obj:
+        return tensors[obj["__ndarray__"]].numpy()
+    if "__tuple__" in obj:
+        return tuple(_decode(v, tensors) for v in obj["__tuple__"])
+    return {_decode(k, tensors): _decode(v, tensors) for k, v in obj["__dict__"]}
+
+
+def save_state(state: dict[str, Any], path: str | Path) -> None:
+    """Write a nested training state (tensors, arrays, scalars) without pickle."""
+    tensors: dict[str, torch.Tensor] = {}
+    structure = json.dumps(_encode(state, tensors), allow_nan=True)
+    save_file(tensors, str(path), metadata={"format": STATE_FORMAT, "structure": structure})
+
+
+def load_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read what `save_state` wrote; tensors land on `device`."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path} is not an emvnet training state ({meta.get('format')!r})")
+        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open has no iterator
+    state = _decode(json.loads(meta["structure"]), tensors)
+    assert isinstance(state, dict), "a training state is a dict"
+    target = torch.device(device)
+    for key in ("model", "ema", "discriminator"):  # optimizer states move with load_state_dict
+        if isinstance(state.get(key), dict):
+            state[key] = {k: v.to(target) for k, v in state[key].items()}
+    return state

@@ -111,7 +111,7 @@ def teacher_stem(
         log.info("teacher already trained: %s", stem)
         return stem
     log.info("training the teacher %s into %s", teacher_cfg.model.name, teacher_out)
-    has_checkpoints = any((teacher_out / "checkpoints").glob("step-*.pt"))
+    has_checkpoints = any((teacher_out / "checkpoints").glob("step-*.state"))
     result = train(teacher_cfg, teacher_out, resume=resume or has_checkpoints)
     return None if result.interrupted else result.export
 

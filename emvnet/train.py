@@ -14,10 +14,11 @@ a checkpoint holds the model, the EMA, the discriminator, both optimizers and sc
 gradient scaler, every RNG state and the step. So `--resume` continues the uninterrupted
 trajectory bit-exactly on CPU (same thread count; CUDA kernels may not be deterministic).
 
-Outputs in `--out DIR`: checkpoints/step-NNNNNNN.pt (last two kept), log.jsonl (one JSON line per
-step with every loss term, and one per validation), loss_curves.png, best.{safetensors,json} (the
-best validation PSNR), export/<name>.{safetensors,json} (the `emvnet.checkpoint` format, ready to
-copy into emvnet/weights/). SIGINT/SIGTERM save a checkpoint and stop (exit status 130).
+Outputs in `--out DIR`: checkpoints/step-NNNNNNN.state (safetensors + JSON structure, no pickle;
+the last two are kept), log.jsonl (one JSON line per step with every loss term, and one per
+validation), loss_curves.png, best.{safetensors,json} (the best validation PSNR),
+export/<name>.{safetensors,json} (the `emvnet.checkpoint` format, ready to copy into
+emvnet/weights/). SIGINT/SIGTERM save a checkpoint and stop (exit status 130).
 """
 
 from __future__ import annotations
@@ -501,16 +502,16 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        path = self.ckpt_dir / f"step-{self.step:07d}.pt"
+        path = self.ckpt_dir / f"step-{self.step:07d}.state"
         tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
+        checkpoint.save_state(self.state(), tmp)
         os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint
-        for old in sorted(self.ckpt_dir.glob("step-*.pt"))[:-KEEP_CHECKPOINTS]:
+        for old in sorted(self.ckpt_dir.glob("step-*.state"))[:-KEEP_CHECKPOINTS]:
             old.unlink()
         return path
 
     def latest_checkpoint(self) -> Path | None:
-        found = sorted(self.ckpt_dir.glob("step-*.pt"))
+        found = sorted(self.ckpt_dir.glob("step-*.state"))
         return found[-1] if found else None
 
     def resume(self) -> bool:
@@ -518,7 +519,7 @@ class Trainer:
         if path is None:
             log.info("no checkpoint in %s: starting from step 0", self.ckpt_dir)
             return False
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = checkpoint.load_state(path, self.device)  # safetensors + JSON: never unpickles
         if state["fingerprint"] != fingerprint(self.cfg):
             raise ConfigError(
                 f"{path} was written with a different config (only run.steps, run.device, run.threads "

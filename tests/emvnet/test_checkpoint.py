@@ -59,3 +59,34 @@ def test_installed_weights_load(tmp_path: Path) -> None:
     checkpoint.save(model, tmp_path / "emvnet-fast-raw")
     loaded = checkpoint.load_installed("emvnet-fast-raw", directory=tmp_path)
     assert torch.equal(loaded.features.entry[0].weight, model.features.entry[0].weight)
+
+
+def test_training_state_round_trips_without_pickle(tmp_path: Path) -> None:
+    """Nested training states (int-keyed dicts, tuples, arrays, RNG states) survive save_state."""
+    import random
+
+    import numpy as np
+
+    from emvnet.checkpoint import load_state, save_state
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    state = {
+        "opt": opt.state_dict(),
+        "rng": {"numpy": np.random.get_state(), "python": random.getstate(), "torch": torch.get_rng_state()},
+        "best": None,
+        "step": 7,
+    }
+    save_state(state, tmp_path / "s.state")
+    back = load_state(tmp_path / "s.state")
+    assert back["step"] == 7 and back["best"] is None
+    assert back["rng"]["python"] == state["rng"]["python"]
+    assert torch.equal(back["rng"]["torch"], state["rng"]["torch"])
+    np.testing.assert_array_equal(back["rng"]["numpy"][1], state["rng"]["numpy"][1])
+    assert back["opt"]["param_groups"] == state["opt"]["param_groups"]
+    assert torch.equal(back["opt"]["state"][0]["exp_avg"], state["opt"]["state"][0]["exp_avg"])
+    opt.load_state_dict(back["opt"])  # accepted as is
+    raw = (tmp_path / "s.state").read_bytes()
+    assert raw[8:9] == b"{", "a safetensors file: 8-byte header length, then a JSON header"

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from emvnet import checkpoint
+from emvnet.checkpoint import load_state
 from emvnet.cli import main
 from emvnet.distill import Distillation, stage_at
 from emvnet.io import write_image
@@ -120,8 +121,8 @@ def test_resume_continues_the_same_trajectory(tmp_path: Path, precision: str) ->
     with pytest.raises(ConfigError, match="--resume"):
         train(cfg, split, steps=4, progress=False)
     train(cfg, split, resume=True, steps=4, progress=False)
-    a = torch.load(straight / "checkpoints" / "step-0000004.pt", weights_only=False)
-    b = torch.load(split / "checkpoints" / "step-0000004.pt", weights_only=False)
+    a = load_state(straight / "checkpoints" / "step-0000004.state")
+    b = load_state(split / "checkpoints" / "step-0000004.state")
     for key in ("model", "ema", "discriminator"):
         for name, value in a[key].items():
             assert torch.equal(value, b[key][name]), f"{key}.{name} differs after resume"
@@ -144,7 +145,7 @@ def test_signal_saves_a_checkpoint_and_stops(tmp_path: Path) -> None:
 
     result = train(cfg, tmp_path / "run", steps=4, objective=interrupt, progress=False)
     assert result.interrupted and result.step == 1 and result.export is None
-    assert (tmp_path / "run" / "checkpoints" / "step-0000001.pt").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "step-0000001.state").is_file()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
