@@ -46,6 +46,8 @@ ERROR_TABLE: dict[str, Mapping] = {
     "unavailable": Mapping(503, grpc.StatusCode.UNAVAILABLE, retry=True),
     "device_unavailable": Mapping(503, grpc.StatusCode.UNAVAILABLE, retry=True),
     "deadline_exceeded": Mapping(504, grpc.StatusCode.DEADLINE_EXCEEDED),
+    # the job's workers died too often: maybe the job itself kills them (OOM), so no Retry-After
+    "worker_lost": Mapping(500, grpc.StatusCode.ABORTED),
     "not_found": Mapping(404, grpc.StatusCode.NOT_FOUND),
     "method_not_allowed": Mapping(405, grpc.StatusCode.UNIMPLEMENTED),
     "internal": Mapping(500, grpc.StatusCode.INTERNAL),

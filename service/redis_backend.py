@@ -21,7 +21,7 @@ from redis.typing import EncodableT, FieldT
 from service.backend import JobView
 from service.errors import JobNotFoundError
 from service.settings import Settings
-from worker.celery_app import MERGE_TASK, make_celery
+from worker.celery_app import make_celery, send_merge
 from worker.jobs import (
     FINISHED,
     DeadlineExceededError,
@@ -101,10 +101,7 @@ class RedisBackend:
         try:
             # kombu's producer is synchronous; a thread keeps the event loop free while it sends.
             await asyncio.to_thread(
-                self.celery.send_task,
-                MERGE_TASK,
-                args=[spec.job_id, spec.to_dict()],
-                queue=self.settings.queue_name,
+                send_merge, self.celery, self.settings.queue_name, spec.job_id, spec.to_dict()
             )
         except Exception as exc:
             # Redis is often down too (the broker is the same server): then the record is left to
@@ -155,12 +152,12 @@ class RedisBackend:
     async def _release(self, job_id: str) -> None:
         """A synchronous caller has its image: drop it, keep the small record a while (redelivery)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hdel(self.keys.job(job_id), "result")
+            pipe.hdel(self.keys.job(job_id), "result", "linear")
             pipe.expire(self.keys.job(job_id), RELEASED_TTL_S)
             await pipe.execute()
 
     async def view(self, job_id: str, *, with_result: bool = False) -> JobView:
-        fields = ["state", "spec", "meta", "error"] + (["result"] if with_result else [])
+        fields = ["state", "spec", "meta", "error"] + (["result", "linear"] if with_result else [])
         try:
             record = await self._fields(job_id, fields)
         except RedisError as exc:

@@ -31,6 +31,7 @@ class EnhanceParams:
     model: str | None = None
     output_format: OutputFormat = "png"
     request_id: str = ""
+    keep_linear: bool = False  # asynchronous: the result may be fetched later in another format
 
 
 def parse_exposures(text: str | None) -> list[float] | None:
@@ -119,5 +120,6 @@ def validate(params: EnhanceParams, settings: Settings, *, deadline_s: float) ->
         request_id=params.request_id,
         submitted_at=now,
         deadline=now + deadline_s,
+        keep_linear=params.keep_linear,
     )
     return Job(spec, tuple(params.frames))

@@ -6,20 +6,27 @@ worker's store and batcher.
 
 Delivery: acks_late + reject_on_worker_lost put the message back when a worker dies mid-job, and
 the Redis visibility timeout (longer than the task time limit, checked by the settings) restores
-messages of workers that vanished. Results are written once (`JobStore.finish`), so a redelivered
-job that already finished returns at once. The threads pool never forks, so it is CUDA-safe.
-Celery's time limits need the prefork pool; here the task enforces its own (the job deadline,
-capped at `task_time_limit_s`) while waiting on the batcher.
+messages of workers that vanished, but only after that timeout (900 s by default, past any job's
+deadline). So each job also records its worker, and live workers queue the jobs of a worker whose
+heartbeat lapsed again within seconds (`worker.recovery`). Results are written once
+(`JobStore.finish`), so a redelivered or re-queued job that already finished returns at once. A
+task whose Redis goes away (a crash and restart) retries its store calls rather than fail, so the
+job in flight is still finished once Redis is back.
+The threads pool never forks, so it is CUDA-safe. Celery's time limits need the prefork pool;
+here the task enforces its own (the job deadline, capped at `task_time_limit_s`) while waiting on
+the batcher.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import redis
 from celery import Celery
 
 from worker.batcher import DynamicBatcher
@@ -31,6 +38,9 @@ from worker.store import JobStore
 log = logging.getLogger(__name__)
 
 MERGE_TASK = "emvnet.merge"
+STORE_RETRY_S = 0.5  # pause between tries while the job store (Redis) is unreachable
+
+T = TypeVar("T")
 
 
 def make_celery(settings: WorkerSettings) -> Celery:
@@ -73,11 +83,27 @@ class WorkerContext:
     store: JobStore
     batcher: DynamicBatcher
     settings: WorkerSettings
+    name: str = "emvnet@local"  # this worker's heartbeat name: recorded on the jobs it runs
+
+
+def _retrying(ctx: WorkerContext, started: float, call: Callable[[], T]) -> T:
+    """`call()`, retried while Redis is unreachable (a crash and restart), so that a job in flight
+    is neither dropped nor left running; for at most the task time limit since `started`."""
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() - started > ctx.settings.task_time_limit_s:
+                raise
+            log.warning("the job store is unreachable (%s); retrying", exc)
+            time.sleep(STORE_RETRY_S)
 
 
 def process(ctx: WorkerContext, job_id: str, params: dict[str, Any]) -> str:
     """Run one queued job to its final state; returns that state. Safe to call twice."""
-    state = ctx.store.state(job_id)
+    started = time.monotonic()
+    store = ctx.store
+    state = _retrying(ctx, started, lambda: store.state(job_id))
     if state is None:
         log.warning("job %s expired before a worker took it", job_id)
         return "expired"
@@ -85,15 +111,14 @@ def process(ctx: WorkerContext, job_id: str, params: dict[str, Any]) -> str:
         return state
     spec = JobSpec.from_dict(params)
     REQUEST_ID.set(spec.request_id)
-    frames = ctx.store.frames(job_id)
+    frames = _retrying(ctx, started, lambda: store.frames(job_id))
     if frames is None:
         return "expired"
     if spec.expired():
-        ctx.store.finish(
-            job_id, JobFailure.from_exception(DeadlineExceededError("deadline passed in the queue"))
-        )
+        late = JobFailure.from_exception(DeadlineExceededError("deadline passed in the queue"))
+        _retrying(ctx, started, lambda: store.finish(job_id, late))
         return "failed"
-    ctx.store.mark_running(job_id)
+    _retrying(ctx, started, lambda: store.mark_running(job_id, ctx.name))
     future = ctx.batcher.submit(Job(spec, frames))
     remaining = spec.remaining()
     limit = (
@@ -109,8 +134,13 @@ def process(ctx: WorkerContext, job_id: str, params: dict[str, Any]) -> str:
         outcome = JobFailure.from_exception(
             DeadlineExceededError(f"the job did not finish within {time.monotonic() - t0:.1f} s")
         )
-    ctx.store.finish(job_id, outcome)
+    _retrying(ctx, started, lambda: store.finish(job_id, outcome))
     return "done" if not isinstance(outcome, JobFailure) else "failed"
+
+
+def send_merge(app: Celery, queue: str, job_id: str, params: dict[str, Any]) -> None:
+    """Queue the merge task of a stored job (the gateway's step, and orphan recovery's)."""
+    app.send_task(MERGE_TASK, args=[job_id, params], queue=queue)
 
 
 def register_tasks(app: Celery, ctx: WorkerContext) -> None:

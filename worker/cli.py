@@ -1,7 +1,8 @@
 """`emvnet worker --redis URL [--model NAME]`: a Celery worker that merges queued jobs.
 
 The model is loaded and warmed up before the worker consumes anything; only then does it announce
-itself as ready (a heartbeat in Redis that gateways read for `/readyz`). Tasks run on a threads
+itself as ready (a heartbeat in Redis that gateways read for `/readyz`, and that orphan recovery
+reads to find the jobs of dead workers: `worker.recovery`). Tasks run on a threads
 pool (never forked after CUDA initialised) and feed one process-wide dynamic batcher.
 """
 
@@ -61,8 +62,9 @@ def start_worker(settings: WorkerSettings, name: str) -> int:
 
     from worker import metrics
     from worker.batcher import DynamicBatcher
-    from worker.celery_app import WorkerContext, make_celery, register_tasks
+    from worker.celery_app import WorkerContext, make_celery, register_tasks, send_merge
     from worker.logs import setup_logging
+    from worker.recovery import Recovery
     from worker.runner import ModelRunner
     from worker.store import JobStore
 
@@ -92,19 +94,13 @@ def start_worker(settings: WorkerSettings, name: str) -> int:
     if settings.metrics_port is not None:
         start_http_server(settings.metrics_port, registry=metrics.registry())
     app = make_celery(settings)
-    register_tasks(app, WorkerContext(store, batcher, settings))
+    register_tasks(app, WorkerContext(store, batcher, settings, name))
 
     stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.is_set():
-            try:
-                store.heartbeat(name, 3 * settings.heartbeat_s)
-            except Exception as exc:  # Redis down: the next beat retries, readiness lapses meanwhile
-                log.warning("heartbeat failed: %s", exc)
-            stop.wait(settings.heartbeat_s)
-
-    threading.Thread(target=beat, name="emvnet-heartbeat", daemon=True).start()
+    recovery = Recovery(
+        store, name, settings, lambda job_id, params: send_merge(app, settings.queue_name, job_id, params)
+    )
+    recovery.start(stop)
     log.info("worker %s ready: model %s, batch %d", name, settings.model, settings.max_batch_size)
     try:
         app.worker_main(

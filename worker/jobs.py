@@ -58,6 +58,12 @@ class CancelledError(JobError):
     code = "cancelled"
 
 
+class WorkerLostError(JobError):
+    """The workers that took the job kept dying (SIGKILL, OOM, node loss) past `max_requeues`."""
+
+    code = "worker_lost"
+
+
 class UnavailableError(JobError):
     """The queue or the model is not reachable or not ready."""
 
@@ -79,6 +85,9 @@ class JobSpec:
     request_id: str = ""
     submitted_at: float = field(default_factory=time.time)  # epoch seconds (crosses processes)
     deadline: float = 0.0  # epoch seconds; 0 = none
+    # Also keep the linear result (half-float OpenEXR), so that a later GET of an asynchronous job's
+    # result can be encoded to any format; synchronous calls skip it (nobody fetches them again).
+    keep_linear: bool = False
 
     @property
     def batch_key(self) -> tuple[str, int, int, int]:
@@ -125,20 +134,21 @@ class JobOutput:
     blind: bool
     model: str
     inference_seconds: float
+    linear: bytes = b""  # the linear result as half-float OpenEXR when the job kept it (keep_linear)
 
     @property
     def content_type(self) -> str:
         return CONTENT_TYPES[self.output_format]
 
     def meta(self) -> dict[str, Any]:
-        """Everything but the image, for JSON."""
+        """Everything but the image bytes, for JSON."""
         data = asdict(self)
-        del data["image"]
+        del data["image"], data["linear"]
         return data
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any], image: bytes) -> JobOutput:
-        return cls(image=image, **meta)
+    def from_meta(cls, meta: dict[str, Any], image: bytes, linear: bytes = b"") -> JobOutput:
+        return cls(image=image, linear=linear, **meta)
 
 
 @dataclass(frozen=True)

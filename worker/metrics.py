@@ -47,6 +47,14 @@ PIXELS = Counter(
     "Output pixels produced by merges (divide by 1e6 for megapixels).",
     ["model"],
 )
+ORPHANS_REQUEUED = Counter(
+    "emvnet_orphans_requeued_total",
+    "Jobs of a worker whose heartbeat lapsed (killed, OOM, node lost) queued again by a live worker.",
+)
+ORPHANS_FAILED = Counter(
+    "emvnet_orphans_failed_total",
+    "Orphaned jobs failed with worker_lost instead, having been re-queued max_requeues times already.",
+)
 MODEL_READY = Gauge(
     "emvnet_model_ready", "1 once the model is loaded and warmed up.", multiprocess_mode="liveall"
 )

@@ -2,7 +2,8 @@
 
 A runner holds each model once per process. `run` decodes every job on its own (a corrupt frame
 fails only its job), merges the valid brackets of one model in one `Enhancer.merge` call (which
-batches equal shapes), and encodes each result in the format its job asked for. If a merge call
+batches equal shapes), and encodes each result in the format its job asked for (plus, for jobs that
+keep it, the linear result as half-float OpenEXR, from which any format can be encoded later). If a merge call
 raises, its brackets are retried one by one so that one bad bracket never fails its batch-mates.
 """
 
@@ -144,6 +145,10 @@ class ModelRunner:
             image = encode_image(
                 hdr, job.spec.output_format, exr_precision=self.exr_precision, jpeg_quality=self.jpeg_quality
             )
+            linear = b""
+            if job.spec.keep_linear:  # any other format can be encoded from it later, on demand
+                exr_half = job.spec.output_format == "exr" and self.exr_precision == "half"
+                linear = image if exr_half else encode_image(hdr, "exr", exr_precision="half")
         except Exception as exc:
             return self._failure(job, exc)
         metrics.IMAGES.labels(model).inc()
@@ -157,6 +162,7 @@ class ModelRunner:
             blind=bracket.blind,
             model=model,
             inference_seconds=0.0,
+            linear=linear,
         )
 
     @staticmethod

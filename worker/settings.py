@@ -53,6 +53,10 @@ class WorkerSettings(BaseSettings):
     heartbeat_s: float = Field(
         default=5.0, gt=0, description="a worker's readiness key is renewed this often"
     )
+    # Orphan recovery: a worker whose heartbeat lapsed (3 periods) is dead; live workers look for
+    # its jobs this often and queue them again, up to `max_requeues` times each (then worker_lost).
+    orphan_scan_s: float = Field(default=5.0, gt=0, description="how often workers look for orphans")
+    max_requeues: int = Field(default=3, ge=0, le=100, description="re-queues of one orphaned job")
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="worker /metrics port")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True

@@ -1,11 +1,17 @@
 """Redis as the blob and result store: one hash per job, with a TTL.
 
 Keys (`P` = settings.key_prefix):
-  P:job:ID      hash: spec (JSON), state, frames (one blob), result (bytes), meta / error (JSON)
+  P:job:ID      hash: spec (JSON), state, frames (one blob), result (bytes), linear (half-float
+                OpenEXR, asynchronous jobs only), meta / error (JSON),
+                worker (who holds it now), requeues (times it was taken back from a lost worker)
   P:done        pub/sub channel: a job id, published when that job finishes
-  P:workers     sorted set: worker name -> epoch second until which it counts as ready
+  P:workers     sorted set: worker name -> epoch second until which it counts as ready (heartbeat)
+  P:held        hash: job id -> the worker that holds it (running it, or re-queueing it)
 The Celery task message carries only the job id and the spec; the frames stay here. Finishing a job
-is idempotent (a redelivered task sees the final state and returns), and drops the frames.
+is atomic and idempotent (a Lua script: the first outcome wins, is published once, and drops the
+frames), so a redelivered or duplicated task changes nothing. `P:held` is what orphan recovery
+(`worker.recovery`) scans: a held job whose worker's heartbeat lapsed is taken back with a
+compare-and-set (`claim_orphan`), so that of several scanners exactly one re-queues it.
 `JobStore` (sync) is the worker's view, `service.redis_backend` holds the gateway's async one.
 """
 
@@ -18,7 +24,7 @@ import time
 import redis
 from redis.typing import EncodableT, FieldT
 
-from worker.jobs import FINISHED, JobFailure, JobOutput, JobSpec, JobState, Outcome
+from worker.jobs import JobFailure, JobOutput, JobSpec, JobState, Outcome
 
 _BLOB_MAGIC = b"EMVF"
 
@@ -47,6 +53,7 @@ class Keys:
         self.prefix = prefix
         self.done = f"{prefix}:done"
         self.workers = f"{prefix}:workers"
+        self.held = f"{prefix}:held"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -55,7 +62,14 @@ class Keys:
 def outcome_fields(outcome: Outcome) -> dict[FieldT, EncodableT]:
     """Hash fields that record a finished job (frames are deleted separately)."""
     if isinstance(outcome, JobOutput):
-        return {"state": "done", "result": outcome.image, "meta": json.dumps(outcome.meta())}
+        fields: dict[FieldT, EncodableT] = {
+            "state": "done",
+            "result": outcome.image,
+            "meta": json.dumps(outcome.meta()),
+        }
+        if outcome.linear:
+            fields["linear"] = outcome.linear
+        return fields
     return {"state": "failed", "error": json.dumps({"code": outcome.code, "message": outcome.message})}
 
 
@@ -63,13 +77,57 @@ def decode_outcome(fields: dict[bytes, bytes]) -> Outcome | None:
     """The outcome recorded in a job hash, or None while it is unfinished (or was cancelled)."""
     state = fields.get(b"state", b"").decode()
     if state == "done":
-        return JobOutput.from_meta(json.loads(fields[b"meta"]), fields.get(b"result", b""))
+        return JobOutput.from_meta(
+            json.loads(fields[b"meta"]), fields.get(b"result", b""), fields.get(b"linear", b"")
+        )
     if state == "failed":
         err = json.loads(fields[b"error"])
         return JobFailure(err["code"], err["message"])
     if state == "cancelled":
         return JobFailure("cancelled", "the job was cancelled")
     return None
+
+
+# KEYS: job hash, P:held, P:done. ARGV: job id, TTL, then field/value pairs of the outcome.
+_FINISH = """
+redis.call('HDEL', KEYS[2], ARGV[1])
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'done' or state == 'failed' or state == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HDEL', KEYS[1], 'frames', 'worker')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS: job hash, P:held, P:workers. ARGV: job id, the lost worker, the claimant, now (epoch s).
+# Returns the job's requeue count after this claim, or -1 when it is not (or no longer) an orphan
+# of that worker; a stale entry of P:held is dropped then.
+_CLAIM_ORPHAN = """
+local score = redis.call('ZSCORE', KEYS[3], ARGV[2])
+if score and tonumber(score) >= tonumber(ARGV[4]) then return -1 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] or (state ~= 'running' and state ~= 'queued') then
+  if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
+  return -1
+end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'worker', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return redis.call('HINCRBY', KEYS[1], 'requeues', 1)
+"""
+
+# KEYS: job hash, P:held. ARGV: job id, the holder, the next holder ('' = nobody: the broker has it).
+_HAND_OVER = """
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], 'worker')
+  redis.call('HDEL', KEYS[2], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'worker', ARGV[3])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+end
+return 1
+"""
 
 
 class JobStore:
@@ -79,6 +137,9 @@ class JobStore:
         self.client = client
         self.keys = Keys(prefix)
         self.ttl_s = ttl_s
+        self._finish = client.register_script(_FINISH)
+        self._claim_orphan = client.register_script(_CLAIM_ORPHAN)
+        self._hand_over = client.register_script(_HAND_OVER)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_s: int) -> JobStore:
@@ -105,20 +166,48 @@ class JobStore:
         blob = self.client.hget(self.keys.job(job_id), "frames")
         return unpack_frames(blob) if isinstance(blob, bytes) else None
 
-    def mark_running(self, job_id: str) -> None:
-        self.client.hset(self.keys.job(job_id), "state", "running")
+    def spec(self, job_id: str) -> JobSpec | None:
+        raw = self.client.hget(self.keys.job(job_id), "spec")
+        return JobSpec.from_dict(json.loads(raw)) if isinstance(raw, bytes) else None
 
-    def finish(self, job_id: str, outcome: Outcome) -> None:
-        """Record the outcome unless the job already finished, drop the frames, tell the gateways."""
-        key = self.keys.job(job_id)
-        if self.state(job_id) in FINISHED:
-            return
+    def mark_running(self, job_id: str, worker: str) -> None:
+        """`worker` runs the job now: recorded on the job and in P:held, for orphan recovery."""
         pipe = self.client.pipeline()
-        pipe.hset(key, mapping=outcome_fields(outcome))
-        pipe.hdel(key, "frames")
-        pipe.expire(key, self.ttl_s)
-        pipe.publish(self.keys.done, job_id)
+        pipe.hset(self.keys.job(job_id), mapping={"state": "running", "worker": worker})
+        pipe.hset(self.keys.held, job_id, worker)
         pipe.execute()
+
+    def finish(self, job_id: str, outcome: Outcome) -> bool:
+        """Record the outcome unless the job already finished (atomically: the first outcome wins),
+        drop the frames, tell the gateways. Whether this call recorded it."""
+        args: list[EncodableT] = [job_id, self.ttl_s]
+        for name, value in outcome_fields(outcome).items():
+            args += [name, value]
+        keys = [self.keys.job(job_id), self.keys.held, self.keys.done]
+        return bool(self._finish(keys=keys, args=args))
+
+    def held(self) -> dict[str, str]:
+        """Jobs held by a worker (running, or being re-queued): job id -> worker name."""
+        entries: dict[bytes, bytes] = self.client.hgetall(self.keys.held)  # type: ignore[assignment]
+        return {k.decode(): v.decode() for k, v in entries.items()}
+
+    def alive(self, names: set[str], now: float) -> set[str]:
+        """Those of `names` whose heartbeat has not lapsed at `now` (epoch seconds)."""
+        ordered = sorted(names)
+        if not ordered:
+            return set()
+        scores = self.client.zmscore(self.keys.workers, ordered)
+        return {n for n, score in zip(ordered, scores, strict=True) if score is not None and score >= now}
+
+    def claim_orphan(self, job_id: str, lost: str, claimant: str, now: float) -> int:
+        """Take a job back from the lapsed worker `lost` (state queued, held by `claimant`); its
+        requeue count, or -1 if it is no orphan of `lost` (finished, taken, or `lost` beat again)."""
+        keys = [self.keys.job(job_id), self.keys.held, self.keys.workers]
+        return int(self._claim_orphan(keys=keys, args=[job_id, lost, claimant, now]))
+
+    def hand_over(self, job_id: str, holder: str, to: str = "") -> bool:
+        """Pass a job held by `holder` to `to` ('' = nobody: it is in the broker's queue again)."""
+        return bool(self._hand_over(keys=[self.keys.job(job_id), self.keys.held], args=[job_id, holder, to]))
 
     def heartbeat(self, name: str, valid_s: float) -> None:
         """Count this worker as ready for `valid_s` more seconds (and forget long-dead ones)."""

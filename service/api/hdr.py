@@ -86,6 +86,7 @@ async def enhance(
         model=model,
         output_format=output_format,
         request_id=request_id,
+        keep_linear=mode == "async",
     )
     wait_s = min(timeout or settings.sync_timeout_s, settings.sync_timeout_s)
     job = validate(params, settings, deadline_s=settings.job_timeout_s if mode == "async" else wait_s)

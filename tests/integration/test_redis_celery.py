@@ -98,6 +98,10 @@ def test_async_job_and_worker_errors(stack: Stack) -> None:
     location = r.headers["location"]
     wait_until(lambda: client.get(location).json()["state"] == "done", 20, "async job done")
     assert client.get(location + "/result").content.startswith(b"\x89PNG")
+    # The worker kept the linear result too: another format is encoded on demand, not refused.
+    exr = client.get(location + "/result", headers={"Accept": "image/x-exr"})
+    assert exr.status_code == 200 and exr.headers["content-type"] == "image/x-exr"
+    assert exr.content.startswith(b"\x76\x2f\x31\x01")
     frames = frobisher()
     broken = [frames[0], frames[1][:2000], frames[2]]  # headers intact, pixel data cut
     r = client.post("/v1/hdr", files=files(broken))
@@ -147,6 +151,7 @@ def test_redelivered_task_is_idempotent(stack: Stack) -> None:
     batcher = DynamicBatcher(counting_run, max_batch_size=1, max_wait_s=0, max_queue=4)
     batcher.start()
     ctx = WorkerContext(store, batcher, WorkerSettings())
+    store.heartbeat(ctx.name, 60)  # alive: the stack's worker must not take its job as an orphan
     try:
         assert process(ctx, spec.job_id, spec.to_dict()) == "done"
         assert process(ctx, spec.job_id, spec.to_dict()) == "done"
@@ -183,6 +188,7 @@ def test_job_records_expire_and_delivered_images_are_dropped(stack: Stack) -> No
     r = httpx.post(stack.gw.base_url + "/v1/hdr", files=files(frobisher()), timeout=30)
     key = f"{stack.prefix}:job:{r.headers['x-job-id']}"
     assert client.hget(key, "state") == b"done" and client.hget(key, "result") is None
+    assert client.hget(key, "linear") is None  # a synchronous job never encodes a linear copy
     assert 0 < client.ttl(key) <= 300
     assert httpx.get(f"{stack.gw.base_url}/v1/jobs/{r.headers['x-job-id']}/result").status_code == 404
     keys = list(client.scan_iter(f"{stack.prefix}:job:*"))

@@ -20,18 +20,17 @@ from helpers.cluster import FAST_MODEL, DoneCounter, PersistentRedis, multipart,
 from helpers.servers import celery_worker, free_port, gateway, make_settings, redis_server, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
+from worker.settings import WorkerSettings
 from worker.store import JobStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# Workers: redelivery of a dead worker's unacknowledged jobs after 5 s (visibility timeout > task
-# limit, as the settings demand). The gateway keeps the defaults' generous job deadline so that
-# redelivered jobs are still wanted when they run.
+# Workers: the shipped delivery limits (visibility timeout 900 s, so Celery alone would redeliver a
+# dead worker's jobs only after 15 minutes); only the heartbeat (0.5 s, lapsed after 1.5 s) and the
+# orphan scan are quick, so that orphan recovery re-queues a dead worker's jobs within seconds.
 WORKER_LIMITS = {
-    "EMVNET_TASK_TIME_LIMIT_S": "4",
-    "EMVNET_VISIBILITY_TIMEOUT_S": "5",
-    "EMVNET_JOB_TIMEOUT_S": "4",
     "EMVNET_HEARTBEAT_S": "0.5",
+    "EMVNET_ORPHAN_SCAN_S": "0.5",
     "EMVNET_MODEL": FAST_MODEL,
 }
 FRAMES = synthetic_pngs(48, 64)
@@ -80,7 +79,8 @@ def prefix() -> str:
 
 
 def test_worker_sigkill_mid_batch_loses_and_duplicates_nothing(tmp_path: Path, prefix: str) -> None:
-    """Worker A is SIGKILLed while it executes a batch; worker B finishes every job exactly once."""
+    """Worker A is SIGKILLed while it executes a batch; worker B (default visibility timeout) re-queues
+    A's jobs once A's heartbeat lapses and finishes every job exactly once, within seconds."""
     n_jobs = 12
     frames = synthetic_jpegs(600, 800)  # 0.5 MP: a batch of 8 runs for a second or more
     metrics_port = free_port()
@@ -108,9 +108,10 @@ def test_worker_sigkill_mid_batch_loses_and_duplicates_nothing(tmp_path: Path, p
                 a.wait(10)
             t0 = time.monotonic()
             with celery_worker(worker_env(url, prefix), tmp_path / "b.log"):
-                states = wait_all_finished(store, job_ids, 60)
+                states = wait_all_finished(store, job_ids, 40)
                 recovery_s = time.monotonic() - t0
                 results = [client.get(f"/v1/jobs/{j}/result") for j in job_ids]
+                requeued = sum(store.client.hget(store.keys.job(j), "requeues") == b"1" for j in job_ids)
         time.sleep(0.5)  # let the last completion messages arrive
         done.close()
         store.client.close()
@@ -126,9 +127,11 @@ def test_worker_sigkill_mid_batch_loses_and_duplicates_nothing(tmp_path: Path, p
         failed=sum(s == "failed" for s in states.values()),
         lost=lost,
         duplicated=duplicated,
+        requeued=requeued,
         recovery_s=round(recovery_s, 1),
     )
-    assert in_batch >= 2 and in_hand >= in_batch
+    assert WorkerSettings().visibility_timeout_s == 900 and recovery_s < 40
+    assert in_batch >= 2 and in_hand >= in_batch and requeued == in_hand
     assert lost == 0 and duplicated == 0 and completed == n_jobs, states
     assert all(done.counts.get(j) == 1 for j in job_ids), done.counts
 

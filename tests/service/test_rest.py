@@ -90,7 +90,32 @@ def test_async_flow(client: httpx.Client) -> None:
     assert status["state"] == "done" and status["result"]["width"] == 480
     result = client.get(status["result_url"])
     assert result.status_code == 200 and result.content.startswith(MAGIC["image/jpeg"])
-    assert_error(client.get(status["result_url"], headers={"Accept": "image/png"}), 406, "not_acceptable")
+    assert result.headers["content-type"] == "image/jpeg"
+    assert_error(client.get(status["result_url"], headers={"Accept": "image/webp"}), 406, "not_acceptable")
+
+
+def test_async_result_in_any_format_from_the_kept_linear_result(client: httpx.Client) -> None:
+    """An async job keeps its linear result: GET .../result encodes whatever Accept or ?format= prefers;
+    the format produced at submission is served as stored when it is (one of) the best fits."""
+    r = post(client, frobisher(), params={"mode": "async", "format": "jpeg"})
+    assert r.status_code == 202, r.text
+    url = r.headers["location"] + "/result"
+    deadline = time.monotonic() + 20
+    while (stored := client.get(url)).status_code == 409:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert stored.status_code == 200 and stored.content.startswith(MAGIC["image/jpeg"])
+    for accept in ("image/*", "image/png;q=0.5, image/jpeg", "*/*"):
+        assert client.get(url, headers={"Accept": accept}).content == stored.content, accept
+    for accept, magic in MAGIC.items():
+        got = client.get(url, headers={"Accept": accept})
+        assert got.status_code == 200 and got.headers["content-type"] == accept, (accept, got.text)
+        assert got.content.startswith(magic) and got.headers["x-image-width"] == "480"
+    exr = client.get(url, params={"format": "exr"}, headers={"Accept": "image/png"})
+    assert exr.headers["content-type"] == "image/x-exr"  # ?format= overrides Accept
+    hdr = read_image(exr.content).data
+    assert hdr.shape == (320, 480, 3) and hdr.dtype == np.float32 and float(hdr.max()) > 0
+    assert_error(client.get(url, params={"format": "webp"}), 406, "not_acceptable")
 
 
 def test_unknown_jobs(client: httpx.Client) -> None:

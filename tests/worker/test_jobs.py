@@ -31,6 +31,9 @@ def test_outcomes_round_trip_through_hash_fields() -> None:
     out = JobOutput(b"img", "png", 4, 3, 1, True, "auto", 0.5)
     fields = {k.encode(): v.encode() if isinstance(v, str) else v for k, v in outcome_fields(out).items()}
     assert decode_outcome(fields) == out  # type: ignore[arg-type]
+    kept = JobOutput(b"img", "png", 4, 3, 1, True, "auto", 0.5, linear=b"exr")
+    fields = {k.encode(): v.encode() if isinstance(v, str) else v for k, v in outcome_fields(kept).items()}
+    assert decode_outcome(fields) == kept and b"linear" not in fields[b"meta"]  # type: ignore[arg-type]
     fail = JobFailure("corrupt_image", "frame 2 is truncated")
     fields = {k.encode(): v.encode() if isinstance(v, str) else v for k, v in outcome_fields(fail).items()}
     assert decode_outcome(fields) == fail  # type: ignore[arg-type]

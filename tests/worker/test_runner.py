@@ -57,6 +57,22 @@ def test_encodes_the_requested_format(runner: ModelRunner, fmt: str, magic: byte
     assert isinstance(out, JobOutput) and out.image.startswith(magic)
 
 
+def test_keeps_the_linear_result_only_when_asked(runner: ModelRunner) -> None:
+    """Async jobs keep a half-float OpenEXR of the linear result (the EXR itself when that was asked
+    for); sync jobs encode nothing more."""
+    common = {"exposures": (0.25, 1.0, 4.0)}
+    sync, png, exr = runner.run(
+        [
+            make_job(synthetic_pngs(), 0, **common),
+            make_job(synthetic_pngs(), 1, keep_linear=True, **common),
+            make_job(synthetic_pngs(), 2, keep_linear=True, output_format="exr", **common),
+        ]
+    )
+    assert isinstance(sync, JobOutput) and sync.linear == b""
+    assert isinstance(png, JobOutput) and png.linear.startswith(b"\x76\x2f\x31\x01")
+    assert isinstance(exr, JobOutput) and exr.linear == exr.image
+
+
 def test_a_bad_job_never_fails_its_batch_mates(runner: ModelRunner) -> None:
     """A corrupt frame and an unknown model fail their own jobs only, in order."""
     good = synthetic_pngs()
