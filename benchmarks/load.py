@@ -258,6 +258,19 @@ def load(label: str, transport: str, target: Target, frames: list[bytes], n: int
     return stats
 
 
+def install_random_weights(name: str) -> None:
+    """Point this process and the servers it spawns at a temporary folder with random weights."""
+    import torch
+
+    from emvnet import checkpoint
+    from emvnet.model import build_model
+
+    folder = Path(tempfile.mkdtemp(prefix="emvnet-random-weights-"))
+    torch.manual_seed(0)
+    checkpoint.save(build_model(name), folder / name, {"note": "random weights, for benchmarks only"})
+    os.environ[checkpoint.WEIGHTS_DIR_ENV] = str(folder)  # inherited by the spawned servers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("embedded", "redis", "both"), default="both")
@@ -269,7 +282,15 @@ def main() -> int:
     parser.add_argument("--format", choices=tuple(FORMATS), default="png", help="output format (default png)")
     parser.add_argument("--max-batch-size", type=int, default=4)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="serve a network variant with random weights (the same compute as trained ones): "
+        "measures the service around a model whose weights are not trained yet",
+    )
     args = parser.parse_args()
+    if args.random_weights:
+        install_random_weights(args.model)
     w, h = (int(v) for v in args.size.lower().split("x"))
     frames = bracket((w, h))
     modes = ("embedded", "redis") if args.mode == "both" else (args.mode,)

@@ -13,6 +13,7 @@ weights.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ from emvnet.model import EMVNet
 
 FORMAT = "emvnet-checkpoint/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# Operators can mount weights elsewhere (a volume, a model store) and point the library at them.
+WEIGHTS_DIR_ENV = "EMVNET_WEIGHTS_DIR"
+
+
+def weights_dir() -> Path:
+    """Where installed weights are looked up: $EMVNET_WEIGHTS_DIR, else the package's weights/."""
+    override = os.environ.get(WEIGHTS_DIR_ENV)
+    return Path(override) if override else WEIGHTS_DIR
 
 
 def _paths(stem: str | Path) -> tuple[Path, Path]:
@@ -62,13 +71,14 @@ def load(stem: str | Path, device: str | torch.device = "cpu") -> EMVNet:
     return model.to(device).eval()
 
 
-def installed(name: str, directory: Path = WEIGHTS_DIR) -> bool:
-    weights, meta = _paths(directory / name)
+def installed(name: str, directory: Path | None = None) -> bool:
+    weights, meta = _paths((directory or weights_dir()) / name)
     return weights.is_file() and meta.is_file()
 
 
-def load_installed(name: str, device: str | torch.device = "cpu", directory: Path = WEIGHTS_DIR) -> EMVNet:
+def load_installed(name: str, device: str | torch.device = "cpu", directory: Path | None = None) -> EMVNet:
     """The shipped weights of `name`, or UnknownModelError when none are installed."""
+    directory = directory or weights_dir()
     if not installed(name, directory):
         raise UnknownModelError(
             f"no trained weights are installed for {name}; train them (emvnet train) and put "

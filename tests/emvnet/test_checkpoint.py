@@ -90,3 +90,15 @@ def test_training_state_round_trips_without_pickle(tmp_path: Path) -> None:
     opt.load_state_dict(back["opt"])  # accepted as is
     raw = (tmp_path / "s.state").read_bytes()
     assert raw[8:9] == b"{", "a safetensors file: 8-byte header length, then a JSON header"
+
+
+def test_weights_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EMVNET_WEIGHTS_DIR points the registry at weights installed outside the package."""
+    name = "emvnet-fast-rgb"
+    assert not checkpoint.installed(name, tmp_path)
+    checkpoint.save(build_model(name), tmp_path / name)
+    monkeypatch.setenv(checkpoint.WEIGHTS_DIR_ENV, str(tmp_path))
+    assert checkpoint.weights_dir() == tmp_path
+    assert checkpoint.installed(name)
+    merger = registry.get(name).build("cpu")
+    assert merger is not None
