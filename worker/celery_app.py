@@ -139,8 +139,10 @@ def process(ctx: WorkerContext, job_id: str, params: dict[str, Any]) -> str:
 
 
 def send_merge(app: Celery, queue: str, job_id: str, params: dict[str, Any]) -> None:
-    """Queue the merge task of a stored job (the gateway's step, and orphan recovery's)."""
-    app.send_task(MERGE_TASK, args=[job_id, params], queue=queue)
+    """Queue the merge task of a stored job (the gateway's step, and orphan recovery's). The task id
+    is the job id, so that it stands verbatim in the message's (JSON) headers, where the lost-message
+    scan (`worker.recovery`) looks for it; the body is base64."""
+    app.send_task(MERGE_TASK, args=[job_id, params], queue=queue, task_id=job_id)
 
 
 def register_tasks(app: Celery, ctx: WorkerContext) -> None:

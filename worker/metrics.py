@@ -53,7 +53,12 @@ ORPHANS_REQUEUED = Counter(
 )
 ORPHANS_FAILED = Counter(
     "emvnet_orphans_failed_total",
-    "Orphaned jobs failed with worker_lost instead, having been re-queued max_requeues times already.",
+    "Jobs taken back (orphaned, or their task message lost) failed with worker_lost instead, having"
+    " been re-queued max_requeues times already.",
+)
+LOST_TASKS_REQUEUED = Counter(
+    "emvnet_lost_tasks_requeued_total",
+    "Queued jobs whose task message vanished from the broker (popped as Redis crashed) queued again.",
 )
 MODEL_READY = Gauge(
     "emvnet_model_ready", "1 once the model is loaded and warmed up.", multiprocess_mode="liveall"

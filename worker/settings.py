@@ -57,6 +57,11 @@ class WorkerSettings(BaseSettings):
     # its jobs this often and queue them again, up to `max_requeues` times each (then worker_lost).
     orphan_scan_s: float = Field(default=5.0, gt=0, description="how often workers look for orphans")
     max_requeues: int = Field(default=3, ge=0, le=100, description="re-queues of one orphaned job")
+    # A job queued longer than this whose task message is in neither the broker's queue nor its
+    # unacknowledged set (on two scans in a row) lost its message: it is queued again like an orphan.
+    queued_grace_s: float | None = Field(
+        default=None, gt=0, description="before a queued job's missing message counts; none = 3 heartbeats"
+    )
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="worker /metrics port")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True

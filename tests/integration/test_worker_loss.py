@@ -72,3 +72,34 @@ def test_killed_worker_job_is_requeued_and_finishes_once(tmp_path: Path) -> None
         assert store.held() == {}
         app.close()
         store.client.close()
+
+
+def test_queued_job_whose_message_vanished_is_sent_again_and_finishes_once(tmp_path: Path) -> None:
+    """A job recorded as queued whose task message is nowhere in the broker (kombu's BRPOP popped it
+    as Redis crashed, and the reply died with the connection) is sent again by a live worker's scan
+    once the grace period has passed, and finishes exactly once."""
+    prefix = f"lost{uuid.uuid4().hex[:6]}"
+    with redis_server() as url:
+        env = {
+            "EMVNET_REDIS_URL": url,
+            "EMVNET_KEY_PREFIX": prefix,
+            "EMVNET_QUEUE_NAME": prefix,
+            "EMVNET_QUEUED_GRACE_S": "1",
+            **FAST_DETECTION,
+        }
+        store = JobStore.from_url(url, prefix, 300)
+        done = DoneCounter(url, store.keys.done)
+        spec = JobSpec(uuid.uuid4().hex, "auto", 3, 128, 96, exposures=(0.25, 1.0, 4.0))
+        store.put(spec, tuple(synthetic_pngs()))  # queued, as the gateway records it; no message
+        with celery_worker(env, tmp_path / "w.log"):
+            try:
+                wait_until(lambda: store.state(spec.job_id) == "done", 40, "the lost message sent again")
+            except TimeoutError:
+                raise AssertionError((tmp_path / "w.log").read_text()[-2000:]) from None
+        time.sleep(0.3)  # let the completion message arrive
+        done.close()
+        assert done.counts == {spec.job_id: 1}
+        assert store.client.hget(store.keys.job(spec.job_id), "requeues") == b"1"
+        assert store.held() == {} and store.queued_before(time.time() + 60) == []
+        assert "its task message was lost" in (tmp_path / "w.log").read_text()
+        store.client.close()

@@ -3,6 +3,7 @@ again by exactly one scanner, at most `max_requeues` times, and every job is fin
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -14,9 +15,9 @@ from helpers.servers import redis_server
 
 from worker import metrics
 from worker.jobs import JobFailure, JobOutput, JobSpec
-from worker.recovery import HEARTBEAT_PERIODS, Recovery
+from worker.recovery import HEARTBEAT_PERIODS, Recovery, ScanResult
 from worker.settings import WorkerSettings
-from worker.store import JobStore
+from worker.store import UNACKED_KEY, JobStore
 
 SETTINGS = WorkerSettings(heartbeat_s=0.2, max_requeues=2)
 
@@ -218,3 +219,111 @@ def test_a_task_outlives_a_redis_outage_and_still_finishes_its_job(
     finally:
         batcher.stop()
     assert not failures and store.state(spec.job_id) == "done" and store.held() == {}
+
+
+def queue_messages(store: JobStore, queue: str) -> dict[str, bytes]:
+    """The task messages waiting in the broker list `queue`, by the id in their JSON headers."""
+    raw: list[bytes] = store.client.lrange(queue, 0, -1)  # type: ignore[assignment]
+    return {json.loads(m)["headers"]["id"]: m for m in raw}
+
+
+def test_a_queued_job_whose_message_vanished_is_sent_again_by_exactly_one_scanner(
+    store: JobStore, url: str
+) -> None:
+    """A job queued past the grace period whose task message is in neither the broker's queue nor
+    kombu's `unacked` hash (popped as Redis crashed) is sent again once by two racing scanners, on
+    their second scan; jobs whose message waits in the queue or was delivered are left alone, and
+    the entry of a job that vanished is dropped."""
+    from worker.celery_app import make_celery, send_merge
+
+    queue = store.keys.prefix
+    settings = WorkerSettings(
+        redis_url=url, queue_name=queue, key_prefix=queue, heartbeat_s=0.2, max_requeues=2, queued_grace_s=5
+    )
+    app = make_celery(settings)
+    lost, waiting, delivered = (JobSpec(uuid.uuid4().hex, "auto", 2, 8, 8) for _ in range(3))
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def send(job_id: str, params: dict[str, Any]) -> None:
+        with lock:
+            sent.append(job_id)
+            send_merge(app, queue, job_id, params)
+
+    tag = uuid.uuid4().hex
+    try:
+        for spec in (lost, waiting, delivered):
+            store.put(spec, (b"a", b"b"))
+            send_merge(app, queue, spec.job_id, spec.to_dict())
+        messages = queue_messages(store, queue)
+        assert set(messages) == {lost.job_id, waiting.job_id, delivered.job_id}  # task id = job id
+        store.client.lrem(queue, 1, messages[lost.job_id])  # BRPOP'd, the reply lost with Redis
+        store.client.lrem(queue, 1, messages[delivered.job_id])  # delivered: kombu's unacked hash
+        store.client.hset(UNACKED_KEY, tag, json.dumps([json.loads(messages[delivered.job_id]), "", queue]))
+        vanished = uuid.uuid4().hex
+        store.client.zadd(store.keys.queued, {vanished: time.time()})
+        store.heartbeat("s1", 60)  # live scanners (they scan only while their own beats succeed),
+        store.heartbeat("s2", 60)  # so neither takes the other's claim for an orphan
+        scanners = [Recovery(store, "s1", settings, send), Recovery(store, "s2", settings, send)]
+        t0 = time.time()
+        assert scanners[0].scan(t0) == ScanResult()  # within the grace period: nothing is judged
+        first = [r.scan(t0 + 10) for r in scanners]  # first sighting of the missing message
+        assert [r.requeued for r in first] == [[], []] and first[0].dropped == [vanished]
+        barrier = threading.Barrier(2)
+        results: list[ScanResult] = []
+
+        def run(r: Recovery) -> None:
+            barrier.wait()
+            results.append(r.scan(t0 + 11))
+
+        threads = [threading.Thread(target=run, args=(r,)) for r in scanners]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert sorted(j for r in results for j in r.requeued) == [lost.job_id] and sent == [lost.job_id]
+        assert metrics.LOST_TASKS_REQUEUED._value.get() >= 1
+        assert store.state(lost.job_id) == "queued" and store.held() == {}
+        assert store.client.hget(store.keys.job(lost.job_id), "requeues") == b"1"
+        assert store.frames(lost.job_id) == (b"a", b"b")
+        assert set(queue_messages(store, queue)) == {lost.job_id, waiting.job_id}  # sent again
+        assert store.client.zscore(store.keys.queued, lost.job_id) == t0 + 11  # a fresh grace period
+        # Later scans, within and past the new grace period, find every message where it should be.
+        for at in (t0 + 12, t0 + 12, t0 + 30, t0 + 30):
+            assert scanners[0].scan(at).requeued == [] and scanners[1].scan(at).requeued == []
+        assert sent == [lost.job_id] and store.client.zscore(store.keys.queued, vanished) is None
+        # A worker takes the jobs: their entries leave P:queued.
+        store.mark_running(waiting.job_id, "w")
+        store.finish(delivered.job_id, output())
+        assert store.queued_before(t0 + 60) == [lost.job_id]
+    finally:
+        store.client.hdel(UNACKED_KEY, tag)
+        store.client.delete(queue)
+        app.close()
+
+
+def test_a_job_whose_message_keeps_vanishing_fails_after_max_requeues(store: JobStore) -> None:
+    """The lost-message path spends the same requeue budget as orphan recovery, then fails the job."""
+    settings = WorkerSettings(queue_name=store.keys.prefix, heartbeat_s=0.2, max_requeues=2)
+    spec = JobSpec(uuid.uuid4().hex, "auto", 2, 8, 8)
+    store.put(spec, (b"a", b"b"))  # queued, and no message was ever sent
+    store.client.hset(store.keys.job(spec.job_id), "requeues", settings.max_requeues)
+    sent = Sent()
+    scanner = Recovery(store, "scanner", settings, sent)
+    assert scanner.grace_s == HEARTBEAT_PERIODS * settings.heartbeat_s  # the default grace
+    later = time.time() + 5
+    assert scanner.scan(later).requeued == []
+    result = scanner.scan(later + 0.1)
+    assert result.failed == [spec.job_id] and sent.calls == []
+    assert store.state(spec.job_id) == "failed" and store.queued_before(later + 60) == []
+    assert b'"worker_lost"' in store.client.hget(store.keys.job(spec.job_id), "error")  # type: ignore[operator]
+
+
+def test_orphans_sent_again_are_tracked_as_queued(store: JobStore) -> None:
+    """A job taken back from a lost worker is in P:queued again until a worker starts it."""
+    store.heartbeat("dead", -1)
+    spec = new_job(store, "dead")
+    assert store.queued_before(time.time() + 60) == []  # running: not queued
+    scanner = Recovery(store, "scanner", SETTINGS, Sent())
+    assert scanner.scan().requeued == [spec.job_id]
+    assert store.queued_before(time.time() + 60) == [spec.job_id]
