@@ -78,14 +78,7 @@ class EmbeddedBackend:
 
     def __init__(self, settings: Settings, runner: ModelRunner | None = None) -> None:
         self.settings = settings
-        self.runner = runner or ModelRunner(
-            settings.model,
-            allowed=settings.models,
-            device=settings.device,
-            max_pixels=settings.max_pixels,
-            jpeg_quality=settings.jpeg_quality,
-            exr_precision=settings.exr_precision,
-        )
+        self.runner = runner or ModelRunner.from_settings(settings)
         self.batcher = DynamicBatcher(
             self.runner.run,
             max_batch_size=settings.max_batch_size,

@@ -70,14 +70,7 @@ def start_worker(settings: WorkerSettings, name: str) -> int:
 
     assert settings.redis_url is not None
     setup_logging(settings.log_level, settings.log_json)
-    runner = ModelRunner(
-        settings.model,
-        allowed=settings.models,
-        device=settings.device,
-        max_pixels=settings.max_pixels,
-        jpeg_quality=settings.jpeg_quality,
-        exr_precision=settings.exr_precision,
-    )
+    runner = ModelRunner.from_settings(settings)
     if settings.warmup:
         runner.load()
     else:

@@ -26,6 +26,7 @@ from emvnet.infer import Enhancer
 from emvnet.io import encode_image
 from worker import metrics
 from worker.jobs import Job, JobFailure, JobOutput, Outcome
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,18 @@ class ModelRunner:
         self._models: dict[str, Enhancer] = {}
         self._lock = threading.Lock()
         self.ready = False
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> ModelRunner:
+        """The runner a worker (or the embedded gateway) configures from its settings."""
+        return cls(
+            settings.model,
+            allowed=settings.models,
+            device=settings.device,
+            max_pixels=settings.max_pixels,
+            jpeg_quality=settings.jpeg_quality,
+            exr_precision=settings.exr_precision,
+        )
 
     def enhancer(self, name: str) -> Enhancer:
         """The loaded model `name`, loading it on first use."""
