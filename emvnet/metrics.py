@@ -42,18 +42,22 @@ def scale_align(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (pred * scale_factor(pred, target)).astype(np.float32)
 
 
-def psnr_mu(pred: np.ndarray, target: np.ndarray, mu: float = MU) -> float:
-    """PSNR of mu-law tonemapped images, both normalized by the target's maximum."""
+def normalized(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both images divided by the target's maximum (Kalantari's protocol), clipped to [0, 1]."""
     peak = float(np.max(target))
     assert peak > 0, "ground truth must have a positive maximum"
-    return psnr(mu_law(np.clip(pred / peak, 0, 1), mu), mu_law(np.clip(target / peak, 0, 1), mu))
+    return np.clip(pred / peak, 0, 1), np.clip(target / peak, 0, 1)
+
+
+def psnr_mu(pred: np.ndarray, target: np.ndarray, mu: float = MU) -> float:
+    """PSNR of mu-law tonemapped images, both normalized by the target's maximum."""
+    p, t = normalized(pred, target)
+    return psnr(mu_law(p, mu), mu_law(t, mu))
 
 
 def psnr_linear(pred: np.ndarray, target: np.ndarray) -> float:
     """PSNR of linear values, both normalized by the target's maximum."""
-    peak = float(np.max(target))
-    assert peak > 0, "ground truth must have a positive maximum"
-    return psnr(np.clip(pred / peak, 0, 1), target / peak)
+    return psnr(*normalized(pred, target))
 
 
 # --- SSIM ---------------------------------------------------------------------------------------
@@ -96,16 +100,13 @@ def ssim(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> float
 
 def ssim_mu(pred: np.ndarray, target: np.ndarray, mu: float = MU) -> float:
     """SSIM of mu-law tonemapped images, both normalized by the target's maximum."""
-    peak = float(np.max(target))
-    assert peak > 0, "ground truth must have a positive maximum"
-    return ssim(mu_law(np.clip(pred / peak, 0, 1), mu), mu_law(np.clip(target / peak, 0, 1), mu))
+    p, t = normalized(pred, target)
+    return ssim(mu_law(p, mu), mu_law(t, mu))
 
 
 def ssim_linear(pred: np.ndarray, target: np.ndarray) -> float:
     """SSIM of linear values, both normalized by the target's maximum (prediction clipped to [0, 1])."""
-    peak = float(np.max(target))
-    assert peak > 0, "ground truth must have a positive maximum"
-    return ssim(np.clip(pred / peak, 0, 1), target / peak)
+    return ssim(*normalized(pred, target))
 
 
 # --- PU21 ---------------------------------------------------------------------------------------
