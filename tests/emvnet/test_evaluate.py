@@ -8,34 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
+from helpers.kalantari import write_scene
 from PIL import Image
 
 from emvnet import evaluate
-from emvnet.io import write_image
-
-
-def _scene(folder: Path, seed: int, *, gt: bool = True, evs: tuple[float, ...] = (-2.0, 0.0, 2.0)) -> None:
-    """16-bit gamma-2.2 TIFF frames of a smooth radiance field (GT units: 1.0 = EV 0 clipping)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:48, 0:64].astype(np.float32)
-    rad = np.exp(np.log(40.0) * (xx / 64 - 0.6))[..., None] * rng.uniform(0.5, 1.0, 3).astype(np.float32)
-    rad = rad * (1 + 0.3 * np.sin(yy / 4.0))[..., None]
-    folder.mkdir(parents=True)
-    for k, ev in enumerate(evs):
-        code = np.clip(rad * 2.0**ev, 0, 1) ** (1 / 2.2)
-        tifffile.imwrite(folder / f"img_{k}.tif", np.round(code * 65535).astype(np.uint16))
-    (folder / "exposures.txt").write_text("\n".join(f"{ev:g}" for ev in evs) + "\n")
-    if gt:
-        write_image(folder / "HDRImg.hdr", rad.astype(np.float32))
 
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     root = tmp_path / "kalantari"
-    _scene(root / "001", seed=1)
-    _scene(root / "002", seed=2)
-    _scene(root / "real", seed=3, gt=False)
+    write_scene(root / "001", seed=1)
+    write_scene(root / "002", seed=2)
+    write_scene(root / "real", seed=3, gt=False)
     return root
 
 
@@ -105,7 +89,7 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     """A missing folder or an unknown model is reported in one line with exit code 2."""
     assert evaluate.main([str(tmp_path / "missing"), "--report", str(tmp_path / "r")]) == 2
     assert "not a folder of scenes" in capsys.readouterr().err
-    _scene(tmp_path / "d" / "s", seed=4)
+    write_scene(tmp_path / "d" / "s", seed=4)
     assert evaluate.main([str(tmp_path / "d"), "--report", str(tmp_path / "r"), "--model", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
 

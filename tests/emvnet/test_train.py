@@ -12,15 +12,14 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import tifffile
 import torch
+from helpers.kalantari import write_scene
 from safetensors.torch import load_file
 
 from emvnet import checkpoint
 from emvnet.checkpoint import load_state
 from emvnet.cli import main
 from emvnet.distill import Distillation, stage_at
-from emvnet.io import write_image
 from emvnet.train import ConfigError, DistillStage, Inputs, load_config, parse_config, train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -61,25 +60,11 @@ def log_rows(run: Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "val_seconds"} for row in rows]
 
 
-def kalantari_scene(folder: Path, seed: int, evs: tuple[float, ...] = (-2.0, 0.0, 2.0)) -> None:
-    """A tiny scene in the Kalantari layout: 16-bit gamma TIFFs, exposures.txt, a .hdr ground truth."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
-    rad = np.exp(np.log(40.0) * (xx / 64 - 0.6))[..., None] * rng.uniform(0.5, 1.0, 3).astype(np.float32)
-    rad = rad * (1 + 0.3 * np.sin(yy / 4.0))[..., None]
-    folder.mkdir(parents=True)
-    for k, ev in enumerate(evs):
-        code = np.clip(rad * 2.0**ev, 0, 1) ** (1 / 2.2)
-        tifffile.imwrite(folder / f"img_{k}.tif", np.round(code * 65535).astype(np.uint16))
-    (folder / "exposures.txt").write_text("\n".join(f"{ev:g}" for ev in evs) + "\n")
-    write_image(folder / "HDRImg.hdr", rad.astype(np.float32))
-
-
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One 2-step smoke training through the CLI, shared by the tests that read its outputs."""
     tmp = tmp_path_factory.mktemp("smoke")
-    kalantari_scene(tmp / "kalantari" / "001", seed=1)
+    write_scene(tmp / "kalantari" / "001", seed=1, size=(64, 64))
     doc = smoke_doc(tmp)
     doc["data"]["kalantari_dir"] = "kalantari"  # relative to the config file
     config = write_toml(tmp / "smoke.toml", doc)
