@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 # The emvnet image: gateway (`emvnet serve`), worker (`emvnet worker`) and the CLI in one image.
 #   CPU (default, small):  docker build -t emvnet:cpu --build-arg PIP_EXTRA_INDEX_URL=... .
-#   CUDA:                  docker build --target cuda -t emvnet:cuda .
+#   CUDA:                  docker build --target cuda -t emvnet:cuda .   (no CPU-only index arg)
 # The CPU image wants a CPU-only torch build: pass the wheel index that serves it as the build
 # argument PIP_EXTRA_INDEX_URL (or PIP_INDEX_URL for an on-prem mirror). No registry address is
-# written here on purpose. The CUDA target installs the default (CUDA) torch wheel.
+# written here on purpose. Both targets share one build stage; without the CPU-only index it
+# installs the default (CUDA) torch wheel, which is what the CUDA target wants.
 # Weights: whatever sits in emvnet/weights/ at build time is packaged, i.e. baked into the image.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -35,17 +36,6 @@ COPY worker ./worker
 # hadolint ignore=DL3013
 RUN pip install ".[serve]" && python -c "import emvnet, service, worker"
 
-FROM venv AS build-cuda
-ARG TORCH_CUDA_SPEC="torch==2.13.0"
-# hadolint ignore=DL3013
-RUN pip install "${TORCH_CUDA_SPEC}"
-COPY pyproject.toml README.md ./
-COPY emvnet ./emvnet
-COPY service ./service
-COPY worker ./worker
-# hadolint ignore=DL3013
-RUN pip install ".[serve]" && python -c "import emvnet, service, worker"
-
 # ---- cuda runtime: docker build --target cuda ---------------------------------------------------
 FROM ${PYTHON_IMAGE} AS python
 FROM ${CUDA_IMAGE} AS cuda
@@ -57,7 +47,7 @@ RUN apt-get update \
         libexpat1 zlib1g libbz2-1.0 liblzma5 libuuid1 libncursesw6 libreadline8t64 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=python /usr/local /usr/local
-COPY --from=build-cuda /opt/venv /opt/venv
+COPY --from=build /opt/venv /opt/venv
 RUN useradd --create-home --uid 10001 --user-group emvnet && ldconfig \
     && python3.11 -c "import ssl, sqlite3, ctypes, lzma, bz2, zlib"
 ENV PATH=/opt/venv/bin:/usr/local/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
