@@ -21,6 +21,7 @@ import numpy as np
 
 from emvnet.errors import BracketError, ExposureError
 from emvnet.frame import Frame
+from emvnet.response import CALIBRATE_MIN_FRAMES, apply_response, calibrate_response
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,8 @@ class Bracket:
     reference: int
     crf_gamma: float = DEFAULT_CRF_GAMMA
     exposure_source: Literal["given", "exif", "none"] = field(default="none")
+    # (256, C) inverse response calibrated from a long bracket (`emvnet.response`); None = gamma.
+    response: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -180,6 +183,8 @@ class Bracket:
     @cached_property
     def linear(self) -> np.ndarray:
         """(n, H, W, C) float32, each frame linearized, 1.0 = its clipping level."""
+        if self.response is not None:
+            return np.stack([apply_response(f.data, self.response) for f in self.frames])
         return np.stack([linearize(f, self.crf_gamma) for f in self.frames])
 
     @cached_property
@@ -202,11 +207,15 @@ def make_bracket(
     *,
     crf_gamma: float = DEFAULT_CRF_GAMMA,
     max_frames: int | None = None,
+    calibrate: bool = True,
 ) -> Bracket:
     """Validate frames into a Bracket.
 
     Exposure times: `exposures` (seconds) when given, else EXIF/DNG times when every frame has one,
-    else none (blind). Raises BracketError / ExposureError with a message that says what to fix.
+    else none (blind). Display-encoded RGB frames are linearized with `crf_gamma`, except that with
+    `calibrate` a bracket of `CALIBRATE_MIN_FRAMES` or more frames with known times gets the
+    response calibrated from its own frames. Raises BracketError / ExposureError with a message
+    that says what to fix.
     """
     frames = tuple(frames)
     if len(frames) < MIN_FRAMES:
@@ -250,4 +259,14 @@ def make_bracket(
         if not 0 <= reference < len(frames):
             raise BracketError(f"reference {reference} is out of range for {len(frames)} frames (0-based)")
         ref = reference
-    return Bracket(frames=frames, exposures=times, reference=ref, crf_gamma=crf_gamma, exposure_source=source)
+    response = None
+    if calibrate and times is not None and len(frames) >= CALIBRATE_MIN_FRAMES and first.domain == "display":
+        response = calibrate_response([f.data for f in frames], times)
+    return Bracket(
+        frames=frames,
+        exposures=times,
+        reference=ref,
+        crf_gamma=crf_gamma,
+        exposure_source=source,
+        response=response,
+    )

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from emvnet import evaluate, registry, train
 from emvnet.bracket import DEFAULT_CRF_GAMMA, Reference
+from emvnet.data import devset
 from emvnet.errors import EmvnetError
 from emvnet.frame import Frame
 from emvnet.infer import Enhancer
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=cmd_models)
     evaluate.add_parser(sub)
     train.add_parser(sub)
+    devset.add_parser(sub)
     add_plugin_commands(sub)
     return parser
 

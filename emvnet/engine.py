@@ -24,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 
 from emvnet import align, checkpoint
+from emvnet.baselines import merge_weighted
 from emvnet.bracket import Bracket
 from emvnet.config import VARIANTS, ModelConfig
 from emvnet.errors import BracketError, DeviceError
@@ -233,11 +235,77 @@ class NetworkMerger:
         return torch.cat(outs, 0)  # (B, C_out, H s, W s)
 
     def merge(self, brackets: Sequence[Bracket]) -> list[np.ndarray]:
-        """One float32 (H, W, C_out) linear HDR array per bracket, in the reference's units."""
+        """One float32 (H, W, C_out) linear HDR array per bracket, in the reference's units.
+
+        Brackets of more than NETWORK_FRAMES frames (tripod sequences, typically) are beyond
+        what the network was trained on: RGB ones get the deghosted classical merge of every
+        frame (`baselines.merge_weighted`, on the response calibrated from the bracket when the
+        times are known), which beats both Debevec and this network on the dev set's 16-frame
+        captures; raw ones the network's merge of the reference and the darkest and brightest
+        frames within x16 of it (`network_subset`).
+        """
         if not brackets:
             return []
-        out = self.run(*self._inputs(brackets))  # (B, C_out, H s, W s)
-        return [np.ascontiguousarray(y.permute(1, 2, 0).numpy()) for y in out]  # (H s, W s, C_out) each
+        short = [br for br in brackets if br.n <= NETWORK_FRAMES]
+        results: dict[int, np.ndarray] = {}
+        if short:
+            out = self.run(*self._inputs(short))  # (B, C_out, H s, W s)
+            for br, y in zip(short, out, strict=True):
+                results[id(br)] = np.ascontiguousarray(y.permute(1, 2, 0).numpy())  # (H s, W s, C_out)
+        for br in brackets:
+            if br.n <= NETWORK_FRAMES:
+                continue
+            if self.config.task == "rgb":
+                results[id(br)] = merge_weighted(br)
+            else:
+                sub = subset_bracket(br, network_subset(br))
+                results[id(br)] = np.ascontiguousarray(
+                    self.run(*self._inputs([sub]))[0].permute(1, 2, 0).numpy()
+                )
+        return [results[id(br)] for br in brackets]
+
+
+# The most frames the shipped networks see in training (configs/*.toml, data.frame_counts).
+NETWORK_FRAMES = 4
+# Widest exposure ratio between the reference and another frame of the network's subset: the
+# simulator's largest neighbour step.
+SUBSET_MAX_RATIO = 16.0
+
+
+def network_subset(bracket: Bracket) -> list[int]:
+    """Indices the network merges from a long bracket: the reference and, on each side, the
+    frame farthest from it in exposure within x16 (else the nearest one), in bracket order."""
+    r = np.asarray(bracket.ratios, dtype=np.float64)
+    ref = bracket.reference
+    chosen = {ref}
+    for side in (r < 1.0, r > 1.0):
+        idx = [i for i in range(bracket.n) if side[i] and i != ref]
+        if not idx:
+            continue
+        spread = np.abs(np.log(r[idx]))
+        within = [i for i, d in zip(idx, spread, strict=True) if d <= np.log(SUBSET_MAX_RATIO) + 1e-6]
+        if within:
+            chosen.add(max(within, key=lambda i: abs(np.log(r[i]))))
+        else:
+            chosen.add(min(idx, key=lambda i: abs(np.log(r[i]))))
+    if len(chosen) == 1:  # every other frame has the reference's exposure
+        chosen.add(next(i for i in range(bracket.n) if i != ref))
+    return sorted(chosen)
+
+
+def subset_bracket(bracket: Bracket, indices: Sequence[int]) -> Bracket:
+    """The bracket of `indices`' frames, with its exposures, reference and response."""
+    if bracket.exposures is None:
+        # Blind: the ratios estimated on the whole bracket stand in for the times.
+        times: tuple[float, ...] | None = tuple(float(bracket.ratios[i]) for i in indices)
+    else:
+        times = tuple(bracket.exposures[i] for i in indices)
+    return replace(
+        bracket,
+        frames=tuple(bracket.frames[i] for i in indices),
+        exposures=times,
+        reference=list(indices).index(bracket.reference),
+    )
 
 
 def _summary(config: ModelConfig) -> str:

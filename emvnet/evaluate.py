@@ -29,6 +29,7 @@ import argparse
 import json
 import logging
 import math
+import posixpath
 import sys
 import time
 from collections.abc import Sequence
@@ -197,6 +198,15 @@ def summarize(records: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[
     return means
 
 
+def scene_groups(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Scenes by the folder that holds them under DATA_DIR ("" at the top), e.g. Kalantari's
+    Test/PAPER and Test/EXTRA or the dev set's dynamic-ev2 / dynamic-ev3 / static16."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(posixpath.dirname(record["name"]), []).append(record)
+    return dict(sorted(groups.items()))
+
+
 def run_eval(data_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
     """Evaluate every scene under `data_dir`; the JSON document (also written to the report)."""
     scenes = find_scenes(data_dir)[: opts.limit]
@@ -232,6 +242,9 @@ def run_eval(data_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
         "scenes": records,
         "mean": summarize(records, labels),
     }
+    groups = scene_groups(records)
+    if len(groups) > 1:
+        doc["groups"] = {group: summarize(rows, labels) for group, rows in groups.items()}
     (opts.report_dir / "metrics.json").write_text(json.dumps(doc, indent=2, allow_nan=False))
     (opts.report_dir / "metrics.md").write_text(markdown_report(doc, labels))
     return doc
@@ -239,6 +252,8 @@ def run_eval(data_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
 
 def markdown_report(doc: dict[str, Any], labels: Sequence[str]) -> str:
     parts = [f"# emvnet eval: {doc['data_dir']}", "", "## Mean over scenes", "", mean_table(doc), ""]
+    for group, means in doc.get("groups", {}).items():
+        parts += [f"## Mean over {group or 'the top folder'}", "", markdown_table(means, COLUMNS), ""]
     for record in doc["scenes"]:
         rows = {
             label: {k: v for k, v in record["results"][label].items() if isinstance(v, float)}

@@ -379,12 +379,16 @@ def prepare(batch: Item, task: str, device: torch.device) -> tuple[Inputs, Tenso
     ref = batch["reference"]
     lin = reference_first(batch["lin"], ref).to(device)  # (B, n, C, H, W)
     sat = reference_first(batch["sat"].float(), ref).to(device)  # (B, n, C, H, W)
-    ratios = reference_first(batch["ratios"], ref).to(device)  # (B, n)
+    # Known times and blind merges build volumes of different depths (N_E), so a batch is one or
+    # the other: the first sample decides, which keeps the simulator's p_blind per batch. In a
+    # known-time batch the blind samples' true ratios stand in for the times they were drawn with.
+    blind = bool(batch["blind"][0])
+    ratios = reference_first(batch["ratios" if blind else "true_ratios"], ref).to(device)  # (B, n)
     target = batch["isp" if task == "isp" else "hdr"].to(device)  # (B, C_out, H s, W s)
     mask = batch["mask"].to(device)  # (B, 1, H, W)
     if mask.shape[-1] != target.shape[-1]:
         mask = torch.nn.functional.interpolate(mask, size=target.shape[-2:], mode="nearest")
-    return Inputs(lin, sat, ratios, bool(batch["blind"].any())), target, mask
+    return Inputs(lin, sat, ratios, blind), target, mask
 
 
 # ---- the trainer --------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ class SimulatorConfig:
     bit_depths: tuple[int, ...] = (8, 10, 12, 16)
     bit_weights: tuple[float, ...] = (0.55, 0.15, 0.15, 0.15)  # 8-bit JPEG/PNG is the common case
     p_auto_reference: float = 0.8  # else a random index, as a caller may name any frame
+    middle_reference: bool = False  # always frame n // 2 (Kalantari's convention: the dev set)
     p_blind: float = 0.2  # frames without exposure times: the merge must estimate the ratios
     # Callers send frames in any order (the service keeps theirs), so position must not mean exposure.
     p_shuffle: float = 0.25
@@ -210,7 +211,9 @@ def simulate(rng: np.random.Generator, scenes: SceneSource, config: SimulatorCon
             [valid[k] for k in order],
         )
         seconds, rel_times = tuple(seconds[k] for k in order), rel_times[order]
-    if rng.random() < config.p_auto_reference:
+    if config.middle_reference:
+        reference = n // 2
+    elif rng.random() < config.p_auto_reference:
         reference = select_reference(frames, None if blind else seconds)
     else:
         reference = int(rng.integers(n))

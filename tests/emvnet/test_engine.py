@@ -155,3 +155,49 @@ def test_tiled_inference_for_every_variant(name: str) -> None:
     assert tiled.shape == whole.shape and np.isfinite(tiled).all() and (tiled >= 0).all()
     rel = np.abs(tiled - whole) / np.maximum(whole, 0.05)
     assert float(rel.mean()) < 0.05, float(rel.mean())
+
+
+def _long_frames(n: int, layout: str) -> tuple[list[Frame], list[float]]:
+    rad = _scene(32, 40, seed=5)
+    times = [2.0 ** (k - n // 2) for k in range(n)]
+    if layout == "rggb":
+        rad = np.concatenate([rad, rad[..., 1:2]], 2)
+        return [
+            Frame(np.clip(rad * t, 0, 1).astype(np.float32), "linear", "rggb", "dng", 12) for t in times
+        ], times
+    codes = [np.round(np.power(np.clip(rad * t, 0, 1), 1 / 2.2) * 255) / 255 for t in times]
+    return [Frame(c.astype(np.float32), "display", "rgb", "png", 8) for c in codes], times
+
+
+def test_long_rgb_brackets_get_the_calibrated_classical_merge() -> None:
+    """Beyond the frame counts the network was trained on, RGB brackets are merged classically."""
+    from emvnet.baselines import merge_weighted
+
+    frames, times = _long_frames(engine.NETWORK_FRAMES + 3, "rgb")
+    br = make_bracket(frames, times, reference=len(frames) // 2)
+    short = make_bracket(frames[2:5], times[2:5], reference=1)
+    merger = _merger("emvnet-fast-rgb", precision="fp32")
+    long_out, short_out = merger.merge([br, short])  # mixed lengths in one call keep their order
+    np.testing.assert_array_equal(long_out, merge_weighted(br))
+    assert short_out.shape == (32, 40, 3) and not np.array_equal(short_out, merge_weighted(short))
+
+
+@pytest.mark.parametrize("blind", [False, True])
+def test_long_raw_brackets_merge_a_subset_within_x16(blind: bool) -> None:
+    frames, times = _long_frames(9, "rggb")  # one stop apart: the ends are x16 from the middle
+    br = make_bracket(frames, None if blind else times, reference=4)
+    subset = engine.network_subset(br)
+    assert len(subset) == 3 and subset[1] == 4
+    if not blind:
+        assert subset == [0, 4, 8]
+    sub = engine.subset_bracket(br, subset)
+    assert sub.frames[sub.reference] is br.frames[br.reference] and sub.exposures is not None
+    (y,) = _merger("emvnet-fast-raw", precision="fp32").merge([br])
+    assert y.shape == (32, 40, 4) and np.isfinite(y).all()
+
+
+def test_subset_falls_back_to_the_nearest_frame_beyond_x16() -> None:
+    frames, _ = _long_frames(6, "rggb")
+    times = [1 / 1024, 1 / 256, 1.0, 64.0, 256.0, 1024.0]  # every neighbour of the reference is > x16 away
+    br = make_bracket(frames, times, reference=2)
+    assert engine.network_subset(br) == [1, 2, 3]

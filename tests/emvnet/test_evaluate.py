@@ -102,3 +102,26 @@ def test_add_parser_registers_the_eval_command() -> None:
     assert args.run is evaluate.cmd_eval and args.blind and args.baselines == "debevec"
     opts = evaluate.options_from_args(args)
     assert opts.methods == ("auto", "debevec") and opts.report_dir == Path("report")
+
+
+def test_scenes_in_subfolders_get_a_mean_per_folder(tmp_path: Path) -> None:
+    """Kalantari's Test/PAPER + Test/EXTRA or the dev set's settings: one mean per folder too."""
+    root = tmp_path / "grouped"
+    write_scene(root / "easy" / "a", seed=1)
+    write_scene(root / "easy" / "b", seed=2)
+    write_scene(root / "hard" / "c", seed=3, evs=(-3.0, 0.0, 3.0))
+    report = tmp_path / "grouped-report"
+    assert evaluate.main([str(root), "--report", str(report), "--baselines", "", "--no-sheets"]) == 0
+    doc = json.loads((report / "metrics.json").read_text())
+    assert set(doc["groups"]) == {"easy", "hard"}
+    psnr = {s["name"]: s["results"]["weighted"]["psnr_mu"] for s in doc["scenes"]}
+    assert doc["groups"]["easy"]["weighted"]["psnr_mu"] == pytest.approx(
+        (psnr["easy/a"] + psnr["easy/b"]) / 2
+    )
+    assert doc["groups"]["hard"]["weighted"]["scenes_scored"] == 1
+    md = (report / "metrics.md").read_text()
+    assert "## Mean over easy" in md and "## Mean over hard" in md
+    # One folder of scenes: no per-folder means.
+    flat = tmp_path / "flat-report"
+    assert evaluate.main([str(root / "easy"), "--report", str(flat), "--baselines", "", "--no-sheets"]) == 0
+    assert "groups" not in json.loads((flat / "metrics.json").read_text())

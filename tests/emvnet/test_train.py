@@ -207,3 +207,26 @@ def test_content_phase_trains_without_the_discriminator(tmp_path: Path) -> None:
 def _train_rows(doc: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]]:
     train(parse_config(doc, str(SMOKE)), tmp_path / "run", steps=2, progress=False)
     return log_rows(tmp_path / "run")
+
+
+def test_a_batch_is_all_blind_or_all_known() -> None:
+    """Known and blind merges build volumes of different depths: the first sample decides the batch;
+    a known batch carries the true ratios, a blind one the ratios estimated from the pixels."""
+    from emvnet.train import prepare
+
+    b, n = 3, 3
+    batch = {
+        "reference": torch.tensor([1, 1, 1]),
+        "lin": torch.rand(b, n, 3, 8, 8),
+        "sat": torch.zeros(b, n, 3, 8, 8, dtype=torch.bool),
+        "ratios": torch.tensor([[0.3, 1.0, 3.5]] * b),
+        "true_ratios": torch.tensor([[0.25, 1.0, 4.0]] * b),
+        "hdr": torch.rand(b, 3, 8, 8),
+        "mask": torch.ones(b, 1, 8, 8),
+    }
+    known, _, _ = prepare({**batch, "blind": torch.tensor([False, True, True])}, "rgb", torch.device("cpu"))
+    assert not known.blind
+    torch.testing.assert_close(known.ratios[0], torch.tensor([1.0, 0.25, 4.0]))  # reference first
+    blind, _, _ = prepare({**batch, "blind": torch.tensor([True, False, False])}, "rgb", torch.device("cpu"))
+    assert blind.blind
+    torch.testing.assert_close(blind.ratios[0], torch.tensor([1.0, 0.3, 3.5]))
