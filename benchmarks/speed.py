@@ -7,7 +7,8 @@ runs in its own spawned process so its peak RSS is its own. Networks use random 
 not depend on them) and the engine's defaults (bf16 + channels_last on CPUs with native bf16).
 
 Also measured (`--accuracy`): max relative error of bf16 against float32 on the real bracket in
-tests/fixtures, per variant, with the output heads randomized (an untrained head returns the prior).
+tests/fixtures, per variant, with the shipped weights where installed, else with the output heads
+randomized (an untrained head returns the prior).
 
     python benchmarks/speed.py                     # everything at the default sizes
     python benchmarks/speed.py --variants emvnet-fast-rgb --sizes 1mp 12mp --repeats 5
@@ -113,6 +114,7 @@ def accuracy(names: list[str]) -> None:
     import cv2
     import torch
 
+    from emvnet import checkpoint
     from emvnet.bracket import make_bracket
     from emvnet.engine import NetworkMerger
     from emvnet.frame import Frame
@@ -122,7 +124,8 @@ def accuracy(names: list[str]) -> None:
         bgr = cv2.imread(str(ROOT / "tests/fixtures/brackets/frobisher" / f"{stem}.jpg"))
         lins.append(bgr[..., ::-1].astype(np.float32) / 255)
     print(
-        "\nbf16 vs float32 on tests/fixtures/brackets/frobisher (320x480, times 1/8, 1, 8 s), heads std 0.05"
+        "\nbf16 vs float32 on tests/fixtures/brackets/frobisher (320x480, times 1/8, 1, 8 s): shipped weights"
+        " where installed, else random weights with output heads of std 0.05"
     )
     print(f"{'variant':20s} {'max rel':>8s} {'p99.9':>8s} {'mean':>9s}")
     for name in names:
@@ -137,15 +140,23 @@ def accuracy(names: list[str]) -> None:
             frames = [Frame(np.ascontiguousarray(p), "linear", "rggb", "dng", 8) for p in packed]
         bracket = make_bracket(frames, [1 / 8, 1, 8])
         outs = []
+        trained = checkpoint.installed(name)
         for precision in ("fp32", "bf16"):
-            merger = NetworkMerger.random(name, precision=precision, prealign="off")  # type: ignore[arg-type]
-            gen = torch.Generator().manual_seed(1)
-            for dec in merger.model.decoders:
-                with torch.no_grad():
-                    dec.out.weight.copy_(torch.randn(dec.out.weight.shape, generator=gen) * 0.05)
+            if trained:  # the shipped weights
+                merger = NetworkMerger(checkpoint.load_installed(name), precision=precision, prealign="off")  # type: ignore[arg-type]
+            else:
+                merger = NetworkMerger.random(name, precision=precision, prealign="off")  # type: ignore[arg-type]
+                gen = torch.Generator().manual_seed(1)
+                for dec in merger.model.decoders:
+                    with torch.no_grad():
+                        dec.out.weight.copy_(torch.randn(dec.out.weight.shape, generator=gen) * 0.05)
             outs.append(merger.merge([bracket])[0])
         rel = np.abs(outs[1] - outs[0]) / np.maximum(np.abs(outs[0]), 1e-2)
-        print(f"{name:20s} {rel.max():8.4f} {np.quantile(rel, 0.999):8.4f} {rel.mean():9.6f}", flush=True)
+        weights = "shipped" if trained else "random heads"
+        print(
+            f"{name:20s} {rel.max():8.4f} {np.quantile(rel, 0.999):8.4f} {rel.mean():9.6f}  ({weights})",
+            flush=True,
+        )
 
 
 def main() -> None:

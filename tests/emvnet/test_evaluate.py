@@ -28,11 +28,11 @@ def test_eval_writes_json_markdown_and_sheets(
 ) -> None:
     """Classical models are scored per scene and on average; sheets exist for every scene."""
     report = tmp_path / "report"
-    code = evaluate.main([str(dataset), "--report", str(report), "--baselines", "debevec,robertson"])
-    assert code == 0
+    args = [str(dataset), "--report", str(report), "--model", "weighted", "--baselines", "debevec,robertson"]
+    assert evaluate.main(args) == 0
     doc = json.loads((report / "metrics.json").read_text())
     assert [m["name"] for m in doc["methods"]] == ["weighted", "debevec", "robertson"]
-    assert doc["methods"][0]["requested"] == "auto"
+    assert doc["methods"][0]["requested"] == "weighted"
     by_name = {s["name"]: s for s in doc["scenes"]}
     assert set(by_name) == {"001", "002", "real"}
     scored = by_name["001"]["results"]["weighted"]
@@ -73,13 +73,30 @@ def test_align_always_and_no_gt(dataset: Path, tmp_path: Path) -> None:
     """--align always aligns known-exposure merges; --no-gt scores nothing but still draws sheets."""
     report = tmp_path / "always"
     assert (
-        evaluate.main([str(dataset / "001"), "--report", str(report), "--baselines", "", "--align", "always"])
+        evaluate.main(
+            [
+                str(dataset / "001"),
+                "--report",
+                str(report),
+                "--model",
+                "weighted",
+                "--baselines",
+                "",
+                "--align",
+                "always",
+            ]
+        )
         == 0
     )
     (scene,) = json.loads((report / "metrics.json").read_text())["scenes"]
     assert scene["aligned"] and scene["results"]["weighted"]["scale"] != 1.0
     report = tmp_path / "nogt"
-    assert evaluate.main([str(dataset), "--report", str(report), "--baselines", "", "--no-gt"]) == 0
+    assert (
+        evaluate.main(
+            [str(dataset), "--report", str(report), "--model", "weighted", "--baselines", "", "--no-gt"]
+        )
+        == 0
+    )
     doc = json.loads((report / "metrics.json").read_text())
     assert all("psnr_mu" not in s["results"]["weighted"] for s in doc["scenes"])
     assert len(list(report.glob("sheet_*.png"))) == 3
@@ -111,7 +128,8 @@ def test_scenes_in_subfolders_get_a_mean_per_folder(tmp_path: Path) -> None:
     write_scene(root / "easy" / "b", seed=2)
     write_scene(root / "hard" / "c", seed=3, evs=(-3.0, 0.0, 3.0))
     report = tmp_path / "grouped-report"
-    assert evaluate.main([str(root), "--report", str(report), "--baselines", "", "--no-sheets"]) == 0
+    args = ["--model", "weighted", "--baselines", "", "--no-sheets"]
+    assert evaluate.main([str(root), "--report", str(report), *args]) == 0
     doc = json.loads((report / "metrics.json").read_text())
     assert set(doc["groups"]) == {"easy", "hard"}
     psnr = {s["name"]: s["results"]["weighted"]["psnr_mu"] for s in doc["scenes"]}
@@ -123,5 +141,5 @@ def test_scenes_in_subfolders_get_a_mean_per_folder(tmp_path: Path) -> None:
     assert "## Mean over easy" in md and "## Mean over hard" in md
     # One folder of scenes: no per-folder means.
     flat = tmp_path / "flat-report"
-    assert evaluate.main([str(root / "easy"), "--report", str(flat), "--baselines", "", "--no-sheets"]) == 0
+    assert evaluate.main([str(root / "easy"), "--report", str(flat), *args]) == 0
     assert "groups" not in json.loads((flat / "metrics.json").read_text())
