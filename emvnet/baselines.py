@@ -8,11 +8,13 @@ They are the comparison baselines of every quality table and the merges that nee
   (camera raw, float files) need no calibration: they get the same weighted merge with an identity
   response, computed here in float. Without exposure times the ratios are estimated from the
   frames (`Bracket.ratios`), so a blind merge still yields radiance.
-- `weighted`: the same weighted estimator on frames linearized with the bracket's gamma response
-  (the network's input convention) instead of a per-bracket calibration, plus weights that suppress
-  ghosts: a frame counts only where it agrees with the reference. OpenCV's calibration from three
-  frames is often non-monotonic at the top (rainbow highlights, colour casts); a fixed response is
-  the robust merge that needs no weights, and the default until trained weights ship.
+- `weighted`: the same weighted estimator on the bracket's linearization (gamma 2.2, the network's
+  input convention, for 2-4 frames; the response calibrated from the bracket from 5 frames with
+  known times on, see `emvnet.response`), plus weights that suppress ghosts: a frame counts only
+  where it agrees with the reference. OpenCV's calibration from three frames is often
+  non-monotonic at the top (rainbow highlights, colour casts), so short brackets keep the fixed
+  response. It is the merge that needs no weights: `auto`'s fallback, and the network engine's
+  merge of brackets longer than it was trained on.
 - `mertens`: exposure fusion (Mertens et al. 2007). It needs no exposure times but produces a
   display-referred picture, not radiance: the result is linearized with the bracket's gamma and
   lies in [0, 1]; metrics must scale-align it (as they do every blind output).

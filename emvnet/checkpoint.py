@@ -50,6 +50,7 @@ def save(model: EMVNet, stem: str | Path, extra: dict[str, Any] | None = None) -
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(weights), metadata={"format": FORMAT, "variant": model.config.name})
+    os.chmod(weights, 0o644)  # safetensors writes 0600: the service's non-root user must read shipped files
     doc = {"format": FORMAT, "variant": model.config.name, "config": config_to_dict(model.config)}
     if extra:
         doc["extra"] = extra

@@ -312,6 +312,25 @@ def fingerprint(cfg: TrainConfig) -> str:
     return json.dumps(asdict(same), sort_keys=True, default=str)
 
 
+# Config fields added after checkpoints were written, with the default that reproduces the older
+# behaviour: a checkpoint without the field resumes under a config that keeps that default.
+ADDED_FIELDS: dict[tuple[str, ...], object] = {
+    ("data", "simulator", "middle_reference"): False,
+}
+
+
+def same_fingerprint(saved: str, current: str) -> bool:
+    """Whether a checkpoint's fingerprint matches the config's, allowing ADDED_FIELDS at default."""
+    old, new = json.loads(saved), json.loads(current)
+    for path, default in ADDED_FIELDS.items():
+        node_old, node_new = old, new
+        for key in path[:-1]:
+            node_old, node_new = node_old.get(key, {}), node_new.get(key, {})
+        if path[-1] not in node_old and node_new.get(path[-1]) == default:
+            node_new.pop(path[-1])
+    return bool(old == new)
+
+
 # ---- data ---------------------------------------------------------------------------------------
 
 
@@ -524,7 +543,7 @@ class Trainer:
             log.info("no checkpoint in %s: starting from step 0", self.ckpt_dir)
             return False
         state = checkpoint.load_state(path, self.device)  # safetensors + JSON: never unpickles
-        if state["fingerprint"] != fingerprint(self.cfg):
+        if not same_fingerprint(state["fingerprint"], fingerprint(self.cfg)):
             raise ConfigError(
                 f"{path} was written with a different config (only run.steps, run.device, run.threads "
                 "and data.workers may change on --resume); use a new --out"

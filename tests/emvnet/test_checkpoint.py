@@ -102,3 +102,19 @@ def test_weights_dir_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
     assert checkpoint.installed(name)
     merger = registry.get(name).build("cpu")
     assert merger is not None
+
+
+def test_saved_weights_are_world_readable(tmp_path: Path) -> None:
+    """Exported files are copied into images run by a non-root user: 0644, not safetensors' 0600."""
+    weights, meta = checkpoint.save(build_model("emvnet-fast-rgb"), tmp_path / "m")
+    assert weights.stat().st_mode & 0o777 == 0o644 and meta.stat().st_mode & 0o044 == 0o044
+
+
+def test_shipped_weights_load_and_are_small() -> None:
+    """The weights in emvnet/weights load strictly into their variant and stay under 10 MB each."""
+    shipped = sorted(checkpoint.WEIGHTS_DIR.glob("*.safetensors"))
+    assert shipped, "emvnet/weights ships no network weights"
+    for path in shipped:
+        assert path.stat().st_size < 10 * 2**20, path
+        model = checkpoint.load(path.with_suffix(""))
+        assert model.config.name == path.stem

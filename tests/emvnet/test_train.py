@@ -230,3 +230,18 @@ def test_a_batch_is_all_blind_or_all_known() -> None:
     blind, _, _ = prepare({**batch, "blind": torch.tensor([True, False, False])}, "rgb", torch.device("cpu"))
     assert blind.blind
     torch.testing.assert_close(blind.ratios[0], torch.tensor([1.0, 0.3, 3.5]))
+
+
+def test_checkpoints_from_before_an_added_field_still_resume() -> None:
+    """A field added later (ADDED_FIELDS) at its default does not block --resume; other changes do."""
+    from emvnet.train import fingerprint, same_fingerprint
+
+    cfg = parse_config({"model": {"variant": "emvnet-fast-rgb"}})
+    current = fingerprint(cfg)
+    older = json.loads(current)
+    del older["data"]["simulator"]["middle_reference"]
+    assert same_fingerprint(json.dumps(older), current)
+    changed = replace(cfg, data=replace(cfg.data, simulator=replace(cfg.data.simulator, middle_reference=True)))
+    assert not same_fingerprint(json.dumps(older), fingerprint(changed))
+    older["optim"]["lr"] = 1.0
+    assert not same_fingerprint(json.dumps(older), current)
