@@ -19,6 +19,7 @@ view in Kalantari's units (1.0 = where the EV 0 frame clips). Evaluate with
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from emvnet.data.simulator import Sample, SimulatorConfig, simulate
 from emvnet.io import write_image
 
 HDR_SUFFIXES = (".hdr", ".exr")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,12 @@ def _write_scene(folder: Path, sample: Sample) -> None:
 
 
 def build_devset(
-    sources: Sequence[Path], out: Path, *, size: int = 384, seed: int = 2026, settings: Sequence[Setting] = SETTINGS
+    sources: Sequence[Path],
+    out: Path,
+    *,
+    size: int = 384,
+    seed: int = 2026,
+    settings: Sequence[Setting] = SETTINGS,
 ) -> list[Path]:
     """Write every setting's scenes for every source radiance map under `out`; returns the folders."""
     if not sources:
@@ -149,6 +156,8 @@ def cmd_devset(args: argparse.Namespace) -> int:
         if args.per_image < 1:
             raise DatasetError(f"--per-image must be at least 1, got {args.per_image}")
         settings = [replace(s, per_image=args.per_image) if s.dynamic else s for s in SETTINGS]
-    folders = build_devset(find_sources(args.hdr_dir), args.out, size=args.size, seed=args.seed, settings=settings)
-    print(f"emvnet: wrote {len(folders)} scenes to {args.out}")
+    folders = build_devset(
+        find_sources(args.hdr_dir), args.out, size=args.size, seed=args.seed, settings=settings
+    )
+    log.info("wrote %d scenes to %s", len(folders), args.out)
     return 0

@@ -241,7 +241,9 @@ def test_checkpoints_from_before_an_added_field_still_resume() -> None:
     older = json.loads(current)
     del older["data"]["simulator"]["middle_reference"]
     assert same_fingerprint(json.dumps(older), current)
-    changed = replace(cfg, data=replace(cfg.data, simulator=replace(cfg.data.simulator, middle_reference=True)))
+    changed = replace(
+        cfg, data=replace(cfg.data, simulator=replace(cfg.data.simulator, middle_reference=True))
+    )
     assert not same_fingerprint(json.dumps(older), fingerprint(changed))
     older["optim"]["lr"] = 1.0
     assert not same_fingerprint(json.dumps(older), current)
