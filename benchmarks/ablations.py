@@ -39,7 +39,8 @@ from emvnet.engine import NetworkMerger  # noqa: E402
 from emvnet.io import read_image  # noqa: E402
 from emvnet.losses.composite import LossConfig  # noqa: E402
 from emvnet.metrics import hdr_metrics  # noqa: E402
-from emvnet.train import TrainConfig, load_config, train  # noqa: E402
+from emvnet.train import train  # noqa: E402
+from emvnet.train_config import TrainConfig, load_config  # noqa: E402
 
 BASE = ROOT / "configs" / "emvnet-fast-rgb.toml"
 SHIPPED_LOSS: dict[str, Any] = {

@@ -171,6 +171,7 @@ SPECS: tuple[ModelSpec, ...] = (
     _spec("robertson", "OpenCV Robertson: iterative response calibration + radiance merge"),
     _spec("mertens", "OpenCV Mertens exposure fusion: no times needed, display-referred result"),
     _spec(
-        "weighted", "gamma-response weighted radiance merge with ghost suppression (times known or estimated)"
+        "weighted",
+        "weighted radiance merge with ghost suppression; calibrated response from 5+ timed frames",
     ),
 )

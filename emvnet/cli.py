@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from emvnet import evaluate, registry, train
+from emvnet import checkpoint, evaluate, registry, train
 from emvnet.bracket import DEFAULT_CRF_GAMMA, Reference
 from emvnet.data import devset
 from emvnet.errors import EmvnetError
@@ -244,7 +244,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     order = " > ".join(registry.AUTO_ORDER)
     print(f"{registry.AUTO:24s} {'alias':9s} {'rgb':4s}  the first that loads of: {order}")
     for spec in registry.specs():
-        print(f"{spec.name:24s} {spec.kind:9s} {spec.input_layout:4s}  {spec.summary}")
+        weights = ""
+        if spec.kind == "network":
+            weights = "  [weights installed]" if checkpoint.installed(spec.name) else "  [no weights]"
+        print(f"{spec.name:24s} {spec.kind:9s} {spec.input_layout:4s}  {spec.summary}{weights}")
     return EXIT_OK
 
 

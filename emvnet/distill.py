@@ -28,19 +28,8 @@ from torch import Tensor
 from emvnet import checkpoint
 from emvnet.losses.content import mu_tonemap, target_peak
 from emvnet.model import EMVNet
-from emvnet.train import (
-    ConfigError,
-    DistillConfig,
-    DistillStage,
-    Inputs,
-    Objective,
-    TrainConfig,
-    config_path,
-    load_config,
-    pick_device,
-    train,
-    with_overrides,
-)
+from emvnet.train import Inputs, Objective, config_path, pick_device, train, with_overrides
+from emvnet.train_config import ConfigError, DistillConfig, DistillStage, TrainConfig, load_config
 
 log = logging.getLogger(__name__)
 

@@ -119,11 +119,14 @@ def test_help_is_complete() -> None:
 
 
 def test_models_lists_registry() -> None:
-    """`emvnet models` lists the classical merges."""
+    """`emvnet models` lists the merges and says which networks have weights."""
     result = run_cli("models")
     assert result.returncode == 0
     for name in ("auto", "debevec", "robertson", "mertens"):
         assert name in result.stdout
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert rows["emvnet-fast-rgb"].endswith("[weights installed]")  # shipped in emvnet/weights
+    assert rows["emvnet-paper-rgb"].endswith("[no weights]")
 
 
 def _bad_inputs(tmp: Path) -> dict[str, list[str]]:

@@ -20,7 +20,8 @@ from emvnet import checkpoint
 from emvnet.checkpoint import load_state
 from emvnet.cli import main
 from emvnet.distill import Distillation, stage_at
-from emvnet.train import ConfigError, DistillStage, Inputs, load_config, parse_config, train
+from emvnet.train import Inputs, train
+from emvnet.train_config import ConfigError, DistillStage, load_config, parse_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SMOKE = CONFIGS / "smoke.toml"
@@ -234,7 +235,7 @@ def test_a_batch_is_all_blind_or_all_known() -> None:
 
 def test_checkpoints_from_before_an_added_field_still_resume() -> None:
     """A field added later (ADDED_FIELDS) at its default does not block --resume; other changes do."""
-    from emvnet.train import fingerprint, same_fingerprint
+    from emvnet.train_config import fingerprint, same_fingerprint
 
     cfg = parse_config({"model": {"variant": "emvnet-fast-rgb"}})
     current = fingerprint(cfg)
