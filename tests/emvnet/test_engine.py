@@ -201,3 +201,11 @@ def test_subset_falls_back_to_the_nearest_frame_beyond_x16() -> None:
     times = [1 / 1024, 1 / 256, 1.0, 64.0, 256.0, 1024.0]  # every neighbour of the reference is > x16 away
     br = make_bracket(frames, times, reference=2)
     assert engine.network_subset(br) == [1, 2, 3]
+
+
+def test_isp_runs_in_float32_unless_asked_otherwise() -> None:
+    """bf16 moves the E2E-ISP output too much (MODEL_CARD.md): `auto` keeps it in float32."""
+    assert _merger("emvnet-fast-isp").autocast_dtype is None
+    assert _merger("emvnet-fast-isp", precision="bf16").autocast_dtype == torch.bfloat16
+    rgb = _merger("emvnet-fast-rgb")
+    assert rgb.autocast_dtype == resolve_precision("auto", torch.device("cpu"))
