@@ -85,10 +85,11 @@ def merge_weighted(bracket: Bracket, deghost: bool = True) -> np.ndarray:
     """Weighted radiance merge in reference units (Debevec's estimator on the linearized frames).
 
     Samples are weighted by a hat function of their level, so clipped and noise-floor samples count
-    little, times the frame's relative exposure (less noise per unit radiance); with `deghost`, frames that disagree with the reference (moving objects, residual
-    shake) are down-weighted too, so the reference's content wins where the scene changed. Where
-    every frame is clipped the shortest exposure wins, where every frame is dark the longest does,
-    instead of dividing zero by zero.
+    little, times the frame's relative exposure (less noise per unit radiance); with `deghost`,
+    frames that disagree with the reference (moving objects, residual shake) are down-weighted
+    too, so the reference's content wins where the scene changed. Where every frame is clipped the
+    shortest exposure wins, where every frame is dark the longest does, instead of dividing zero
+    by zero.
     """
     lin = bracket.linear  # (n, H, W, C)
     ratios = bracket.ratios.astype(np.float32)  # (n,)
