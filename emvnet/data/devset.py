@@ -85,7 +85,6 @@ def _write_scene(folder: Path, sample: Sample) -> None:
     times = np.asarray(sample.exposure_times, dtype=np.float64)
     middle = len(sample.frames) // 2
     assert sample.reference == middle, "the dev set's simulator config pins the middle reference"
-    hdr = sample.hdr
     folder.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(sample.frames):
         ldr = np.clip(np.rint(frame.data * 255.0), 0, 255).astype(np.uint8)
@@ -94,7 +93,7 @@ def _write_scene(folder: Path, sample: Sample) -> None:
             raise OSError(f"could not write {folder / f'frame_{i:02d}.tif'}")
     evs = [math.log2(t / times[middle]) for t in times]
     (folder / EXPOSURES_FILE).write_text("".join(f"{ev:g}\n" for ev in evs))
-    write_image(folder / GT_NAME, hdr)
+    write_image(folder / GT_NAME, sample.hdr)
 
 
 def build_devset(
