@@ -14,7 +14,8 @@ Rows (Table 3 rows use the shipped objective L_c + 0.1 L_s; Table 4 rows the pap
 for the terms they switch on: L_p 1, L_a 0.001, L_c 0.001 with L_p else 1, L_s 0.25):
     full, no-motion, no-exposure, no-mask                          (Table 3)
     Lc, Lc+Lp, Lc+Lp+La, Lc+Lp+La+Lspix, Lc+Lp+La+Lspat, Lc+Lp+La+Ls   (Table 4)
-Writes OUT/ablations.json and OUT/ablations.md (a table per paper table).
+Writes OUT/ablations.json and OUT/ablations.md (a table per paper table); with `--prealign off`
+(finished rows are re-scored, not retrained) OUT/ablations-prealign-off.{json,md}.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from emvnet import checkpoint  # noqa: E402
 from emvnet.bracket import make_bracket  # noqa: E402
 from emvnet.data.kalantari import find_scenes  # noqa: E402
-from emvnet.engine import NetworkMerger  # noqa: E402
+from emvnet.engine import NetworkMerger, Prealign  # noqa: E402
 from emvnet.io import read_image  # noqa: E402
 from emvnet.losses.composite import LossConfig  # noqa: E402
 from emvnet.metrics import hdr_metrics  # noqa: E402
@@ -80,9 +80,9 @@ def row_config(name: str, steps: int) -> TrainConfig:
     return replace(base, model=model, loss=replace(PAPER, **loss), data=data, run=run, optim=optim)
 
 
-def score(stem: Path, dev: Path) -> dict[str, float]:
+def score(stem: Path, dev: Path, prealign: Prealign = "auto") -> dict[str, float]:
     """Mean PSNR-mu / PSNR-l of a checkpoint on the dev set's dynamic scenes, known exposures."""
-    merger = NetworkMerger(checkpoint.load(stem), "cpu")
+    merger = NetworkMerger(checkpoint.load(stem), "cpu", prealign=prealign)
     rows = []
     for scene in find_scenes(dev):
         if not scene.name.startswith("dynamic") or scene.ground_truth is None:
@@ -99,13 +99,14 @@ def score(stem: Path, dev: Path) -> dict[str, float]:
     }
 
 
-def markdown(results: dict[str, dict[str, Any]], steps: int) -> str:
+def markdown(results: dict[str, dict[str, Any]], steps: int, prealign: str) -> str:
     titles = {
         "3": "Table 3 (matching volume switches; objective L_c + 0.1 L_s)",
         "4": "Table 4 (loss terms; the paper's Eq. 4 weights)",
     }
     parts = [
-        f"Small-scale ablations: {steps} steps, 96 px crops, batch 4, 3 frames; dev set dynamic scenes.",
+        f"Small-scale ablations: {steps} steps, 96 px crops, batch 4, 3 frames; dev set dynamic scenes, "
+        f"pre-alignment {prealign}.",
         "",
     ]
     for table, title in titles.items():
@@ -127,24 +128,29 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablations")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument(
+        "--prealign",
+        choices=["auto", "off"],
+        default="auto",
+        help="the engine's ORB+ECC pre-alignment when scoring (off: the volume's motion search alone)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results_path = args.out / "ablations.json"
+    stem = "ablations" if args.prealign == "auto" else f"ablations-prealign-{args.prealign}"
+    results_path = args.out / f"{stem}.json"
     results: dict[str, dict[str, Any]] = json.loads(results_path.read_text()) if results_path.exists() else {}
     for name in args.rows:
         run_dir = args.out / name
-        cfg = row_config(name, args.steps)
-        t0 = time.perf_counter()
-        result = train(cfg, run_dir, resume=run_dir.exists(), progress=True)
+        # A finished row is only re-scored (e.g. with another --prealign): resume stops at once.
+        result = train(row_config(name, args.steps), run_dir, resume=run_dir.exists(), progress=True)
         if result.export is None:
             raise SystemExit(f"{name}: the run stopped before exporting; rerun to resume it")
-        seconds = time.perf_counter() - t0
-        results[name] = {**score(result.export, args.dev), "train_seconds": seconds}
+        results[name] = {**score(result.export, args.dev, args.prealign), "train_seconds": result.seconds}
         print(f"{name}: PSNR-mu {results[name]['psnr_mu']:.2f} dB", flush=True)
         results_path.write_text(json.dumps(results, indent=2))
     ordered = {name: results[name] for name in ROWS if name in results}
-    (args.out / "ablations.md").write_text(markdown(ordered, args.steps))
-    print(markdown(ordered, args.steps))
+    (args.out / f"{stem}.md").write_text(markdown(ordered, args.steps, args.prealign))
+    print(markdown(ordered, args.steps, args.prealign))
     return 0
 
 
