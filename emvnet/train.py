@@ -68,8 +68,18 @@ EXIT_INTERRUPTED = 130
 class FrameCountBrackets(Dataset[Item]):
     """SyntheticBrackets per frame count, indexed by (n, index): a batch shares one n."""
 
-    def __init__(self, scenes: SceneSource, sim: SimulatorConfig, counts: tuple[int, ...], seed: int) -> None:
-        self.sets = {n: SyntheticBrackets(scenes, replace(sim, frames_range=(n, n)), seed) for n in counts}
+    def __init__(
+        self,
+        scenes: SceneSource,
+        sim: SimulatorConfig,
+        counts: tuple[int, ...],
+        seed: int,
+        prealign: bool = False,
+    ) -> None:
+        self.sets = {
+            n: SyntheticBrackets(scenes, replace(sim, frames_range=(n, n)), seed, prealign=prealign)
+            for n in counts
+        }
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sets.values())
@@ -375,7 +385,9 @@ class Trainer:
         d = self.cfg.data
         counts = (min(d.frame_counts), max(d.frame_counts))
         sim = replace(simulator_config(self.cfg, d.val_size), frames_range=counts)
-        data = SyntheticBrackets(scenes_for(self.cfg), sim, seed=d.val_seed, length=d.val_samples)
+        data = SyntheticBrackets(
+            scenes_for(self.cfg), sim, seed=d.val_seed, length=d.val_samples, prealign=d.prealign
+        )
         return [data[i] for i in range(d.val_samples)]
 
     @torch.no_grad()
@@ -482,7 +494,11 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg
         data = FrameCountBrackets(
-            scenes_for(cfg), simulator_config(cfg, cfg.data.size), cfg.data.frame_counts, cfg.run.seed
+            scenes_for(cfg),
+            simulator_config(cfg, cfg.data.size),
+            cfg.data.frame_counts,
+            cfg.run.seed,
+            prealign=cfg.data.prealign,
         )
         sampler = StepBatches(cfg.data.frame_counts, cfg.data.batch, cfg.run.seed, self.step, steps)
         loader = DataLoader(

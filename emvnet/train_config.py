@@ -126,6 +126,8 @@ class DataConfig:
     # val_kalantari_psnr; the best checkpoint is still chosen on the synthetic set (reproducible).
     kalantari_dir: str = ""
     kalantari_limit: int = 4  # scenes per validation: full-size merges are slow on a CPU
+    # Train (and validate) on frames pre-aligned as `NetworkMerger` does by default (ORB + ECC).
+    prealign: bool = False
     # mode, size and frames_range are set by the trainer; everything else may be overridden.
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
 
@@ -275,6 +277,7 @@ def fingerprint(cfg: TrainConfig) -> str:
 # behaviour: a checkpoint without the field resumes under a config that keeps that default.
 ADDED_FIELDS: dict[tuple[str, ...], object] = {
     ("data", "simulator", "middle_reference"): False,
+    ("data", "prealign"): False,
 }
 
 

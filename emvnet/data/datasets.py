@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from emvnet import align
 from emvnet.bracket import make_bracket
 from emvnet.data.camera import Noise
 from emvnet.data.hdrplus import BurstFiles, burst_reference, find_bursts, isp_aligned, load_burst, make_pair
@@ -53,14 +54,22 @@ def bracket_item(
     hdr: np.ndarray,
     mask: np.ndarray,
     isp: np.ndarray | None = None,
+    prealign: bool = False,
 ) -> Item:
-    """Tensors of one training example, the frames validated by `make_bracket` as at inference."""
+    """Tensors of one training example, the frames validated by `make_bracket` as at inference.
+
+    With `prealign`, `lin` and `sat` go through the engine's global pre-alignment (ORB + ECC, as
+    `NetworkMerger` does by default), so the network trains on what it will see.
+    """
     bracket = make_bracket(frames, exposures, reference)
     times = np.asarray(true_times, dtype=np.float64)
+    lin, sat = bracket.linear, bracket.saturated()
+    if prealign:
+        lin, sat, _ = align.prealign(lin, sat, np.asarray(bracket.ratios, dtype=np.float64), reference)
     item = {
         "ldr": _chw(np.stack([f.data for f in frames])),  # (n, C, H, W)
-        "lin": _chw(bracket.linear),  # (n, C, H, W)
-        "sat": _chw(bracket.saturated()),  # (n, C, H, W) bool
+        "lin": _chw(lin),  # (n, C, H, W)
+        "sat": _chw(sat),  # (n, C, H, W) bool
         "ratios": torch.from_numpy(bracket.ratios.astype(np.float32)),  # (n,)
         "true_ratios": torch.from_numpy((times / times[reference]).astype(np.float32)),  # (n,)
         "reference": torch.tensor(reference, dtype=torch.int64),
@@ -73,7 +82,7 @@ def bracket_item(
     return item
 
 
-def sample_item(sample: Sample) -> Item:
+def sample_item(sample: Sample, prealign: bool = False) -> Item:
     return bracket_item(
         sample.frames,
         sample.exposures,
@@ -82,6 +91,7 @@ def sample_item(sample: Sample) -> Item:
         sample.hdr,
         sample.mask,
         sample.isp,
+        prealign,
     )
 
 
@@ -94,12 +104,18 @@ class SyntheticBrackets(Dataset[Item]):
     """
 
     def __init__(
-        self, scenes: SceneSource, config: SimulatorConfig | None = None, seed: int = 0, length: int = 10_000
+        self,
+        scenes: SceneSource,
+        config: SimulatorConfig | None = None,
+        seed: int = 0,
+        length: int = 10_000,
+        prealign: bool = False,
     ):
         self.scenes = scenes
         self.config = config or SimulatorConfig()
         self.seed = seed
         self.length = length
+        self.prealign = prealign
 
     def __len__(self) -> int:
         return self.length
@@ -112,7 +128,7 @@ class SyntheticBrackets(Dataset[Item]):
     def __getitem__(self, index: int) -> Item:
         for attempt in range(MAX_ATTEMPTS):
             try:
-                return sample_item(self.sample(index, attempt))
+                return sample_item(self.sample(index, attempt), self.prealign)
             except EmvnetError as exc:
                 log.debug("item %d, attempt %d refused by make_bracket: %s", index, attempt, exc)
         raise RuntimeError(f"item {index}: {MAX_ATTEMPTS} simulated brackets in a row were refused")

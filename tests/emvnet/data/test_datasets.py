@@ -63,14 +63,44 @@ def test_refused_samples_are_redrawn_deterministically(monkeypatch: pytest.Monke
     real = datasets.sample_item
     calls = []
 
-    def refuse_first(sample: Sample) -> dict[str, torch.Tensor]:
+    def refuse_first(sample: Sample, prealign: bool = False) -> dict[str, torch.Tensor]:
         calls.append(sample)
         if len(calls) == 1:
             raise ExposureError("exposure times given contradict the frames")
-        return real(sample)
+        return real(sample, prealign)
 
     monkeypatch.setattr(datasets, "sample_item", refuse_first)
     data = SyntheticBrackets(SyntheticScenes(), CONFIG, seed=2, length=4)
     item = data[1]
     assert len(calls) == 2
     np.testing.assert_array_equal(item["hdr"].numpy(), np.moveaxis(data.sample(1, attempt=1).hdr, -1, 0))
+
+
+def test_prealigned_items_are_what_the_engine_would_align() -> None:
+    """With prealign, lin/sat are the engine's ORB+ECC pre-alignment of the bracket; targets unchanged."""
+    from emvnet import align
+
+    class Texture:  # blobs of every size: plenty of corners for ORB
+        def __len__(self) -> int:
+            return 1
+
+        def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+            import cv2
+
+            noise = rng.random((size // 4, size // 4, 3)).astype(np.float32)
+            return cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC).clip(0.01, None) * 2
+
+    config = SimulatorConfig(size=192, frames_range=(3, 3))
+    config = replace(config, motion=replace(config.motion, p_shake=1.0, p_objects=0.0, max_shift=0.04))
+    plain = SyntheticBrackets(Texture(), config, seed=5, length=4)
+    aligned = SyntheticBrackets(Texture(), config, seed=5, length=4, prealign=True)
+    sample, item, ref_item = aligned.sample(1), aligned[1], plain[1]
+    bracket = sample.bracket()
+    lin, sat, found = align.prealign(bracket.linear, bracket.saturated(), bracket.ratios, sample.reference)
+    np.testing.assert_array_equal(item["lin"].numpy(), np.moveaxis(lin, -1, 1))
+    np.testing.assert_array_equal(item["sat"].numpy(), np.moveaxis(sat, -1, 1))
+    for key in ("ldr", "hdr", "mask", "ratios", "reference"):
+        torch.testing.assert_close(item[key], ref_item[key])
+    moved = [i for i, a in enumerate(found) if a.homography is not None]
+    assert moved, "a shaken bracket should have at least one frame the pre-alignment warps"
+    assert not torch.equal(item["lin"][moved[0]], ref_item["lin"][moved[0]])
