@@ -10,6 +10,7 @@ Units: `linear` values are proportional to scene radiance with 1.0 = each frame'
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from emvnet.errors import BracketError, ExposureError
@@ -87,27 +89,103 @@ def select_reference(frames: Sequence[Frame], exposures: Sequence[float] | None 
     return min(candidates, key=lambda i: abs(order.index(i) - order.index(median)))
 
 
-def estimate_ratios(linear: np.ndarray, reference: int) -> np.ndarray:
+# Blind ratio estimation (`estimate_ratios`): samples darker than this display level carry too much
+# noise to compare exposures (a quantile match is biased by noise, not only scaled by it).
+RATIO_FLOOR_LEVEL = 0.2
+# ... and samples brighter than this sit on the shoulder many in-camera responses roll off with.
+RATIO_CEILING_LEVEL = 0.8
+# Bracketing cameras step exposure in whole or third stops. An estimate this close (in stops) to a
+# whole stop is taken to be it; failing that, one this close to a third stop is snapped to it.
+SNAP_WHOLE_STOPS = 0.2
+SNAP_THIRD_STOPS = 0.08
+_RATIO_POOL_PIXELS = 250_000
+_RATIO_MIN_POOLED = 16_384  # pixels a pooled frame keeps at least (else it is not pooled)
+_RATIO_MIN_SAMPLES = 64
+
+
+def _pooled(x: np.ndarray) -> np.ndarray:
+    """(H, W, C) area-averaged to at most about `_RATIO_POOL_PIXELS` pixels, and at least 2x smaller
+    when that leaves enough samples: averaging cuts the noise that biases quantiles."""
+    h, w = x.shape[:2]
+    factor = max(math.ceil(math.sqrt(h * w / _RATIO_POOL_PIXELS)), 2 if h * w >= 4 * _RATIO_MIN_POOLED else 1)
+    if factor == 1:
+        return x
+    size = (max(1, w // factor), max(1, h // factor))
+    out = cv2.resize(np.ascontiguousarray(x, dtype=np.float32), size, interpolation=cv2.INTER_AREA)
+    return out.reshape(size[1], size[0], -1)
+
+
+def _pair_log_ratio(a: np.ndarray, b: np.ndarray, crf_gamma: float) -> float | None:
+    """log(t_b / t_a) for two pooled linear frames, by matching their histograms.
+
+    The mapping between two exposures of one scene is monotonic, so the k-th darkest sample of one
+    frame corresponds to the k-th darkest of the other: unlike a pixel-wise ratio this needs no
+    alignment and ignores camera shake (a moving object shifts the ranks by the share of the frame
+    it covers). Each channel is matched on its own, over samples in the trusted range of both
+    frames, and the weighted median of the log ratios (weight = the darker value, a proxy of its
+    SNR) is robust to the rest. Too few such samples widen the range to everything neither dark
+    nor clipped; None if even that leaves too few (a frame all but clipped or black).
+    """
+    sorted_a = [np.sort(a[..., c], axis=None) for c in range(a.shape[-1])]
+    sorted_b = [np.sort(b[..., c], axis=None) for c in range(b.shape[-1])]
+    for floor, ceiling in ((RATIO_FLOOR_LEVEL, RATIO_CEILING_LEVEL), (UNDEREXPOSED_LEVEL, SATURATION_LEVEL)):
+        lo, hi = floor**crf_gamma, ceiling**crf_gamma
+        logs, weights = [], []
+        for qa, qb in zip(sorted_a, sorted_b, strict=True):
+            ok = (qa > lo) & (qa < hi) & (qb > lo) & (qb < hi)
+            logs.append(np.log(qb[ok]) - np.log(qa[ok]))
+            weights.append(np.minimum(qa[ok], qb[ok]))
+        lr, w = np.concatenate(logs), np.concatenate(weights)
+        if lr.size >= _RATIO_MIN_SAMPLES:
+            order = np.argsort(lr)
+            cum = np.cumsum(w[order], dtype=np.float64)
+            return float(lr[order][np.searchsorted(cum, cum[-1] / 2)])
+    return None
+
+
+def snap_stops(stops: np.ndarray) -> np.ndarray:
+    """Estimated exposure offsets in stops, snapped to the whole- or third-stop grid where close."""
+    out = np.asarray(stops, dtype=np.float64).copy()
+    whole = np.round(out)
+    third = np.round(out * 3) / 3
+    near_whole = np.abs(out - whole) <= SNAP_WHOLE_STOPS
+    near_third = ~near_whole & (np.abs(out - third) <= SNAP_THIRD_STOPS)
+    out[near_whole] = whole[near_whole]
+    out[near_third] = third[near_third]
+    return out
+
+
+def estimate_ratios(
+    linear: np.ndarray, reference: int, crf_gamma: float = DEFAULT_CRF_GAMMA, *, snap: bool = True
+) -> np.ndarray:
     """Blind exposure ratios t_i / t_ref from the frames themselves.
 
-    Over samples that are well exposed in both frame i and the reference, radiance constancy gives
-    lin_i = r_i * lin_ref; the median of log ratios is robust to motion and noise. Frames with too
-    little overlap fall back to the ratio of mean brightness.
+    Frames are ordered by brightness and each is compared with its neighbour (neighbours share the
+    most well-exposed samples; a 16-frame bracket's ends share none), by histogram matching
+    (`_pair_log_ratio`); the steps are chained to the reference. A step with nothing to compare
+    (a frame all clipped or all black) is taken to be the bracket's typical (median) step. With
+    `snap`, steps close to the whole/third-stop grid cameras bracket on are snapped to it
+    (`snap_stops`): a step is measured to about 0.1 stop for a gamma-2.2 camera, and a response
+    that is not gamma 2.2 shifts it further in a way the pixels alone cannot tell apart from a
+    different ratio (the exponential ambiguity of response and exposure).
     """
     n = linear.shape[0]
-    ref = _subsample(linear[reference])
-    ratios = np.ones(n, dtype=np.float64)
-    lo, hi = UNDEREXPOSED_LEVEL**DEFAULT_CRF_GAMMA, SATURATION_LEVEL**DEFAULT_CRF_GAMMA
-    for i in range(n):
-        if i == reference:
-            continue
-        cur = _subsample(linear[i])
-        ok = (cur > lo) & (cur < hi) & (ref > lo) & (ref < hi)
-        if ok.sum() >= 64:
-            ratios[i] = float(np.exp(np.median(np.log(cur[ok]) - np.log(ref[ok]))))
-        else:
-            ratios[i] = max(float(cur.mean()), 1e-6) / max(float(ref.mean()), 1e-6)
-    return ratios
+    pooled = [_pooled(linear[i]) for i in range(n)]
+    order = sorted(range(n), key=lambda i: float(pooled[i].mean()))
+    pairs = list(itertools.pairwise(order))
+    measured = [_pair_log_ratio(pooled[a], pooled[b], crf_gamma) for a, b in pairs]
+    known = [m for m in measured if m is not None]
+    if known:  # a step with nothing to compare (a frame all clipped or black) is the typical step
+        typical = float(np.median(known))
+        steps = np.array([typical if m is None else m for m in measured]) / math.log(2.0)
+    else:
+        means = [max(float(p.mean()), 1e-6) for p in pooled]
+        steps = np.array([math.log2(means[b] / means[a]) for a, b in pairs])
+    if snap:
+        steps = snap_stops(steps)
+    stops = np.zeros(n, dtype=np.float64)
+    stops[order[1:]] = np.cumsum(steps)
+    return np.exp2(stops - stops[reference])
 
 
 def check_exposures(exposures: Sequence[float], n_frames: int) -> tuple[float, ...]:
@@ -125,10 +203,9 @@ def _check_order(frames: Sequence[Frame], times: Sequence[float], crf_gamma: flo
     """Refuse exposure times that contradict the pixels (a reversed or shuffled list).
 
     A merge with swapped times calibrates an inverted camera response and returns garbage without
-    any error, so a clear refusal is kinder. Only confident contradictions count: the robust ratio
-    (median over samples well exposed in both frames) and the mean brightness must both say that a
-    frame stated 1.5x longer is darker. The median alone can be fooled when the only samples well
-    exposed in both frames belong to a moving object; the mean alone by a large moving object.
+    any error, so a clear refusal is kinder. Only confident contradictions count: the measured
+    ratio (`estimate_ratios`) and the mean brightness must both say that a frame stated 1.5x
+    longer is darker.
     """
     display = [_subsample(f.data) for f in frames]  # statistics need a few 100k samples, not all
     linear = np.stack(
@@ -138,7 +215,7 @@ def _check_order(frames: Sequence[Frame], times: Sequence[float], crf_gamma: flo
         ]
     )
     darkest = int(np.argmin(times))
-    measured = estimate_ratios(linear, darkest)  # t_i / t_darkest as the pixels see it
+    measured = estimate_ratios(linear, darkest, crf_gamma)  # t_i / t_darkest as the pixels see it
     means = linear.reshape(len(frames), -1).mean(axis=1)
     stated = np.asarray(times, dtype=np.float64) / times[darkest]
     for i in range(len(frames)):
@@ -193,7 +270,7 @@ class Bracket:
         if self.exposures is not None:
             t = np.asarray(self.exposures, dtype=np.float64)
             return t / t[self.reference]
-        return estimate_ratios(self.linear, self.reference)
+        return estimate_ratios(self.linear, self.reference, self.crf_gamma)
 
     def saturated(self, level: float = SATURATION_LEVEL) -> np.ndarray:
         """(n, H, W, C) bool: samples at or above `level` of full scale in the input frames."""
