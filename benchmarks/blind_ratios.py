@@ -1,0 +1,103 @@
+"""How far blind exposure ratios (`emvnet.bracket.estimate_ratios`) land from the true ones.
+
+Two sources, each bracket's worst frame counted (|estimated - true| stops, max over its frames):
+
+- simulated brackets of the held-out radiance maps (../shared/data/hdr/dev), drawn the way the
+  training simulator draws them (2-4 frames, x2..x16 steps, half on the whole-stop grid, camera
+  shake, moving objects, the response family, 8-16 bit), split by gamma-2.2 vs other responses;
+- the real brackets of ../shared/data/brackets that come with exposure times (EXIF or a list).
+
+    python benchmarks/blind_ratios.py --samples 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from emvnet.bracket import _subsample, estimate_ratios, make_bracket  # noqa: E402
+from emvnet.data.devset import find_sources  # noqa: E402
+from emvnet.data.scenes import HdrScenes  # noqa: E402
+from emvnet.data.simulator import SimulatorConfig, simulate  # noqa: E402
+from emvnet.io import read_image  # noqa: E402
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def worst_errors(linear: np.ndarray, reference: int, true_stops: np.ndarray) -> tuple[float, float]:
+    """(unsnapped, snapped) largest |estimated - true| offset in stops over the frames."""
+    raw = np.log2(estimate_ratios(linear, reference, snap=False))
+    snapped = np.log2(estimate_ratios(linear, reference))
+    return float(np.abs(raw - true_stops).max()), float(np.abs(snapped - true_stops).max())
+
+
+def simulated(samples: int, hdr_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    scenes = HdrScenes(find_sources(hdr_dir))
+    config = SimulatorConfig(mode="rgb", size=256, p_blind=0.0, p_shuffle=0.0)
+    out: dict[str, list[tuple[float, float]]] = {"gamma 2.2": [], "other responses": []}
+    for k in range(samples):
+        s = simulate(np.random.default_rng([7, k]), scenes, config)
+        br = make_bracket(s.frames, s.exposure_times, s.reference, calibrate=False)
+        true = np.log2(br.ratios)
+        key = "gamma 2.2" if s.crf is not None and s.crf.name == "gamma2.20" else "other responses"
+        out[key].append(worst_errors(br.linear, br.reference, true))
+    return out
+
+
+def _times(folder: Path, frames: list) -> list[float] | None:
+    listing = folder / "image_list.txt"  # desktop: "name exposure 1/shutter"
+    if listing.is_file():
+        rows = [r.split() for r in listing.read_text().splitlines() if r.strip() and not r.startswith("#")]
+        return [float(r[1]) for r in rows]
+    times = [f.exposure.exposure_time for f in frames]
+    return None if any(t is None for t in times) else [float(t) for t in times]
+
+
+def real(brackets_dir: Path) -> list[tuple[str, int, float, float]]:
+    rows = []
+    for folder in sorted(p for p in brackets_dir.iterdir() if p.is_dir()):
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        frames = [read_image(p, max_pixels=60_000_000) for p in paths]
+        times = _times(folder, frames) if frames else None
+        if times is None or len(times) != len(frames):
+            continue
+        br = make_bracket(frames, times, calibrate=False)
+        lin = np.stack([np.power(np.clip(_subsample(f.data), 0, 1), br.crf_gamma) for f in frames])
+        raw, snapped = worst_errors(lin, br.reference, np.log2(br.ratios))
+        rows.append((folder.name, len(frames), raw, snapped))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--samples", type=int, default=150, help="simulated brackets (default 150)")
+    parser.add_argument("--hdr-dir", type=Path, default=ROOT.parent / "shared/data/hdr/dev")
+    parser.add_argument("--brackets-dir", type=Path, default=ROOT.parent / "shared/data/brackets")
+    args = parser.parse_args()
+    print("| brackets | n | unsnapped mean | unsnapped median | snapped mean | snapped median | exact |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    if args.hdr_dir.is_dir():
+        for key, errs in simulated(args.samples, args.hdr_dir).items():
+            e = np.asarray(errs)
+            exact = float(np.mean(e[:, 1] < 1e-6))
+            print(
+                f"| simulated, {key} | {len(e)} | {e[:, 0].mean():.2f} | {np.median(e[:, 0]):.2f} "
+                f"| {e[:, 1].mean():.2f} | {np.median(e[:, 1]):.2f} | {exact:.0%} |"
+            )
+    if args.brackets_dir.is_dir():
+        for name, n, raw, snapped in real(args.brackets_dir):
+            print(f"| real: {name} | {n} frames | {raw:.2f} | | {snapped:.2f} | | {snapped < 1e-6} |")
+    print("(worst frame of each bracket: |estimated - true| in stops)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
