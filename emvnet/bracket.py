@@ -221,6 +221,17 @@ def check_exposures(exposures: Sequence[float], n_frames: int) -> tuple[float, .
     return values
 
 
+def _linear_sample(frames: Sequence[Frame], crf_gamma: float) -> np.ndarray:
+    """(n, h, w, C) strided samples of the frames, linearized with gamma: bracket statistics need a
+    few 100k samples, not every pixel."""
+    return np.stack(
+        [
+            sub if f.domain == "linear" else np.power(np.clip(sub, 0, 1), crf_gamma)
+            for f, sub in ((f, _subsample(f.data)) for f in frames)
+        ]
+    )
+
+
 def _check_order(frames: Sequence[Frame], times: Sequence[float], crf_gamma: float, source: str) -> None:
     """Refuse exposure times that contradict the pixels (a reversed or shuffled list).
 
@@ -229,13 +240,7 @@ def _check_order(frames: Sequence[Frame], times: Sequence[float], crf_gamma: flo
     ratio (`estimate_ratios`) and the mean brightness must both say that a frame stated 1.5x
     longer is darker.
     """
-    display = [_subsample(f.data) for f in frames]  # statistics need a few 100k samples, not all
-    linear = np.stack(
-        [
-            d if f.domain == "linear" else np.power(np.clip(d, 0, 1), crf_gamma)
-            for f, d in zip(frames, display, strict=True)
-        ]
-    )
+    linear = _linear_sample(frames, crf_gamma)
     darkest = int(np.argmin(times))
     measured = estimate_ratios(linear, darkest, crf_gamma)  # t_i / t_darkest as the pixels see it
     means = linear.reshape(len(frames), -1).mean(axis=1)
@@ -361,8 +366,8 @@ def make_bracket(
         ref = reference
     response = None
     if calibrate and times is not None and len(frames) >= CALIBRATE_MIN_FRAMES and first.domain == "display":
-        sample = np.stack([np.power(np.clip(_subsample(f.data), 0, 1), crf_gamma) for f in frames])
-        if step_mismatch(sample, times, crf_gamma) > GAMMA_CONSISTENT_STOPS:
+        mismatch = step_mismatch(_linear_sample(frames, crf_gamma), times, crf_gamma)
+        if mismatch > GAMMA_CONSISTENT_STOPS:
             response = calibrate_response([f.data for f in frames], times)
     return Bracket(
         frames=frames,
