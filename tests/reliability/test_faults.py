@@ -73,6 +73,12 @@ def wait_all_finished(store: JobStore, job_ids: list[str], timeout: float) -> di
     return states
 
 
+# Recovery usually takes 4-20 s (worker B's start, an orphan scan, the 12 merges). The bound only
+# has to tell orphan re-queueing from the 900 s visibility timeout, so it leaves room for a loaded
+# machine: 40 s was missed once (40.1 s) while trainings shared the 2 cores.
+RECOVERY_BOUND_S = 120.0
+
+
 @pytest.fixture
 def prefix() -> str:
     return f"rel{uuid.uuid4().hex[:6]}"
@@ -108,7 +114,7 @@ def test_worker_sigkill_mid_batch_loses_and_duplicates_nothing(tmp_path: Path, p
                 a.wait(10)
             t0 = time.monotonic()
             with celery_worker(worker_env(url, prefix), tmp_path / "b.log"):
-                states = wait_all_finished(store, job_ids, 40)
+                states = wait_all_finished(store, job_ids, RECOVERY_BOUND_S)
                 recovery_s = time.monotonic() - t0
                 results = [client.get(f"/v1/jobs/{j}/result") for j in job_ids]
                 requeued = sum(store.client.hget(store.keys.job(j), "requeues") == b"1" for j in job_ids)
@@ -130,7 +136,7 @@ def test_worker_sigkill_mid_batch_loses_and_duplicates_nothing(tmp_path: Path, p
         requeued=requeued,
         recovery_s=round(recovery_s, 1),
     )
-    assert WorkerSettings().visibility_timeout_s == 900 and recovery_s < 40
+    assert WorkerSettings().visibility_timeout_s == 900 and recovery_s < RECOVERY_BOUND_S
     assert in_batch >= 2 and in_hand >= in_batch and requeued == in_hand
     assert lost == 0 and duplicated == 0 and completed == n_jobs, states
     assert all(done.counts.get(j) == 1 for j in job_ids), done.counts
