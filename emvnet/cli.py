@@ -128,8 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     enh.add_argument(
         "--gamma",
         type=positive_float,
-        default=DEFAULT_CRF_GAMMA,
-        help=f"inverse camera response gamma for 8/16-bit frames (default: {DEFAULT_CRF_GAMMA})",
+        default=None,
+        help=(
+            f"inverse camera response gamma for 8/16-bit frames (default: {DEFAULT_CRF_GAMMA}, or the "
+            "gamma that best explains known exposure times of a 2-4 frame bracket)"
+        ),
     )
     enh.add_argument(
         "--exr-precision", choices=("half", "float"), default="half", help="EXR sample type (default: half)"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emvnet import registry
-from emvnet.bracket import DEFAULT_CRF_GAMMA, Bracket, Reference, make_bracket
+from emvnet.bracket import Bracket, Reference, make_bracket
 from emvnet.errors import BracketError, DeviceError
 from emvnet.frame import Frame
 from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, read_image
@@ -99,7 +99,7 @@ class Enhancer:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_frames: int | None = None,
-        crf_gamma: float = DEFAULT_CRF_GAMMA,
+        crf_gamma: float | None = None,
     ) -> None:
         self.spec = spec
         self.merger = merger
@@ -117,7 +117,7 @@ class Enhancer:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_frames: int | None = None,
-        crf_gamma: float = DEFAULT_CRF_GAMMA,
+        crf_gamma: float | None = None,
     ) -> Enhancer:
         """Load a registered model (`emvnet.registry.names()`) on `device`."""
         resolved = resolve_device(device)

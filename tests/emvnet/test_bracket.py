@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 from helpers.synth import ldr_bracket, radiance_scene
 
-from emvnet.bracket import estimate_ratios, linearize, make_bracket, select_reference, snap_stops
+from emvnet.bracket import Bracket, estimate_ratios, linearize, make_bracket, select_reference, snap_stops
 from emvnet.errors import BracketError, ExposureError
 from emvnet.frame import ExposureInfo, Frame
 
@@ -182,3 +183,29 @@ def test_equal_exposures_are_accepted(frames: list[Frame]) -> None:
     """A burst of equal times is no contradiction."""
     same = [frames[1]] * 3
     assert make_bracket(same, [1.0, 1.0, 1.0]).exposures == (1.0, 1.0, 1.0)
+
+
+def test_known_times_fit_the_response_gamma() -> None:
+    """With the times known, a short bracket from a gamma-2.8 camera gets gamma 2.8 (the stated
+    steps say so), which brings the weighted merge closer to the radiance; a gamma-2.2 camera,
+    a caller's own gamma and blind brackets keep theirs."""
+    from emvnet.baselines import merge_weighted
+
+    rad = radiance_scene(96, 128, seed=8)
+    steep = ldr_bracket(rad, TIMES, gamma=2.8, noise=0.001, seed=3)
+    fitted = make_bracket(steep, TIMES, reference=1)
+    assert abs(fitted.crf_gamma - 2.8) <= 0.1 + 1e-9
+    assert make_bracket(steep, TIMES, reference=1, crf_gamma=2.2).crf_gamma == 2.2
+    assert make_bracket(steep, TIMES, reference=1, calibrate=False).crf_gamma == 2.2
+    no_times = [dataclasses.replace(f, exposure=ExposureInfo()) for f in steep]
+    assert make_bracket(no_times, None, reference=1).crf_gamma == 2.2
+    plain = ldr_bracket(rad, TIMES, gamma=2.2, noise=0.001, seed=3)
+    assert make_bracket(plain, TIMES, reference=1).crf_gamma == 2.2
+
+    truth = np.clip(rad, 0, 1 / TIMES[0])  # what the shortest frame can still see
+
+    def error(br: Bracket) -> float:
+        out = merge_weighted(br)
+        return float(np.abs(np.log1p(1000 * out) - np.log1p(1000 * truth)).mean())
+
+    assert error(fitted) < 0.5 * error(make_bracket(steep, TIMES, reference=1, crf_gamma=2.2))
