@@ -38,14 +38,11 @@ UNDEREXPOSED_LEVEL = 0.05
 # still be the reference: a short frame always "wins" on clipping alone, but its shadows are noise.
 REFERENCE_TOLERANCE = 0.10
 
-# A long bracket with known times keeps the gamma response when it explains every exposure step to
-# within this many stops on average (`step_mismatch`): the calibration from 8-bit codes would only
-# add its own noise (dev set: a gamma-2.2 capture scored 54.9 dB calibrated, 57.0 dB on gamma).
-GAMMA_CONSISTENT_STOPS = 0.05
 # Short brackets (2-4 frames) with known times choose their response gamma from this grid
 # (`fit_gamma`) when the best one cuts the step mismatch of gamma 2.2 to below this fraction.
 GAMMA_GRID = tuple(round(1.6 + 0.1 * k, 1) for k in range(15))  # 1.6 .. 3.0
 GAMMA_FIT_GAIN = 0.7
+_FIT_QUANTILES = 4096  # per channel and frame: plenty for a step measured to a hundredth of a stop
 
 Reference = int | Literal["auto"]
 
@@ -242,7 +239,10 @@ def gamma_mismatches(
     order, so each gamma only re-encodes the sorted values.
     """
     sorted_frames = [_sorted_channels(_pooled(_subsample(f.data))) for f in frames]
-    return {g: _mismatch(sorted_frames, times, g, decode=True) for g in gammas}
+    # Matching needs quantiles, not every sample: the same evenly spaced ranks of every frame.
+    ranks = np.linspace(0, sorted_frames[0][0].size - 1, min(_FIT_QUANTILES, sorted_frames[0][0].size))
+    picked = [[x[ranks.astype(np.int64)] for x in channels] for channels in sorted_frames]
+    return {g: _mismatch(picked, times, g, decode=True) for g in gammas}
 
 
 def fit_gamma(frames: Sequence[Frame], times: Sequence[float]) -> float:
@@ -367,9 +367,8 @@ def make_bracket(
     Exposure times: `exposures` (seconds) when given, else EXIF/DNG times when every frame has one,
     else none (blind). Display-encoded RGB frames are linearized with `crf_gamma` (None: gamma 2.2,
     or with `calibrate` and known times the gamma `fit_gamma` finds for a 2-4 frame bracket). With
-    `calibrate`, a bracket of `CALIBRATE_MIN_FRAMES` or more frames with known times that its gamma
-    does not explain (`step_mismatch` above `GAMMA_CONSISTENT_STOPS`) gets the response calibrated
-    from its own frames. Raises BracketError / ExposureError with a message
+    `calibrate`, a bracket of `CALIBRATE_MIN_FRAMES` or more frames with known times gets the
+    response calibrated from its own frames. Raises BracketError / ExposureError with a message
     that says what to fix.
     """
     frames = tuple(frames)
@@ -418,9 +417,7 @@ def make_bracket(
     response = None
     if calibrate and times is not None and first.domain == "display":
         if len(frames) >= CALIBRATE_MIN_FRAMES:
-            mismatch = step_mismatch(_linear_sample(frames, gamma), times, gamma)
-            if mismatch > GAMMA_CONSISTENT_STOPS:
-                response = calibrate_response([f.data for f in frames], times)
+            response = calibrate_response([f.data for f in frames], times)
         elif crf_gamma is None:
             gamma = fit_gamma(frames, times)
     return Bracket(

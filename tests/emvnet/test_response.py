@@ -9,7 +9,7 @@ import pytest
 from helpers.synth import ldr_bracket, radiance_scene
 
 from emvnet.baselines import merge_weighted
-from emvnet.bracket import GAMMA_CONSISTENT_STOPS, linearize, make_bracket, step_mismatch
+from emvnet.bracket import linearize, make_bracket, step_mismatch
 from emvnet.frame import ExposureInfo
 from emvnet.response import CALIBRATE_MIN_FRAMES, CLIP_CODE, apply_response, calibrate_response
 from emvnet.tonemap import mu_law
@@ -61,25 +61,11 @@ def test_calibration_beats_the_gamma_assumption_on_a_non_gamma_camera() -> None:
     assert errors[True] < 0.5 * errors[False], errors
 
 
-def test_a_gamma_camera_keeps_gamma_and_merges_closer() -> None:
-    """A long bracket that gamma 2.2 explains (every step measured as stated) is not calibrated:
-    the calibration from 8-bit codes would only add its noise, and the gamma merge is closer."""
+def test_step_mismatch_tells_a_fitting_response_from_a_wrong_one() -> None:
+    """Linearized with the camera's own gamma, neighbouring frames measure the stated steps (a
+    small mismatch); through a response far from it they do not."""
     rad = radiance_scene(96, 128, seed=4)
     frames = ldr_bracket(rad, TIMES, gamma=2.2, noise=0.001, seed=2)
-    sample = np.stack([linearize(f) for f in frames])
-    assert step_mismatch(sample, TIMES) < GAMMA_CONSISTENT_STOPS
+    assert step_mismatch(np.stack([linearize(f) for f in frames]), TIMES) < 0.05
     s_curve = np.stack([linearize(f) for f in _s_curve_bracket(TIMES)[1]])
-    assert step_mismatch(s_curve, TIMES) > 2 * GAMMA_CONSISTENT_STOPS
-    ref = TIMES.index(1.0)
-    assert make_bracket(frames, TIMES, ref).response is None
-    truth = mu_law(rad / rad.max())
-    kept = merge_weighted(make_bracket(frames, TIMES, ref))
-    calibrated = replace(
-        make_bracket(frames, TIMES, ref), response=calibrate_response([f.data for f in frames], TIMES)
-    )
-    forced = merge_weighted(calibrated)
-    err = {
-        name: float(np.abs(mu_law(np.clip(hdr, 0, None) / rad.max()) - truth).mean())
-        for name, hdr in (("gamma", kept), ("calibrated", forced))
-    }
-    assert err["gamma"] <= err["calibrated"], err
+    assert step_mismatch(s_curve, TIMES) > 0.1
