@@ -69,7 +69,12 @@ class Distillation:
         stage = stage_at(self.config.stages, step, self.steps)
         with torch.no_grad():
             taught = self.teacher(
-                inputs.lin, inputs.sat, inputs.ratios, inputs.gains(self.teacher), all_outputs=True
+                inputs.lin,
+                inputs.sat,
+                inputs.ratios,
+                inputs.gains(self.teacher),
+                all_outputs=True,
+                display=inputs.display,
             )
         peak = target_peak(target)
         pairs = list(zip(outputs[::-1], taught[::-1], strict=False))  # Y with Y, Y' with Y', ...

@@ -36,6 +36,7 @@ from emvnet.baselines import merge_weighted
 from emvnet.bracket import Bracket
 from emvnet.config import VARIANTS, ModelConfig
 from emvnet.errors import BracketError, DeviceError
+from emvnet.isp_prior import camera_wb, display_params
 from emvnet.matching_volume import reference_first
 from emvnet.model import EMVNet, build_model
 from emvnet.registry import ModelSpec
@@ -57,12 +58,6 @@ def resolve_device(device: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise DeviceError(f"device {device!r} is not supported; use cpu or cuda")
     return dev
-
-
-# Tasks whose `auto` precision is float32 on every device: with the shipped weights, bf16 moved
-# emvnet-fast-isp's sRGB output by 11.7 % at the 99.9th percentile (max 121 %, in dark pixels)
-# against 1.1 % / 1.9 % for rgb / raw (`python benchmarks/speed.py --sizes --batches`).
-FP32_TASKS = frozenset({"isp"})
 
 
 def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype | None:
@@ -140,8 +135,6 @@ class NetworkMerger:
     ) -> None:
         self.device = resolve_device(device)
         self.config: ModelConfig = model.config
-        if precision == "auto" and self.config.task in FP32_TASKS:
-            precision = "fp32"
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.tile = tile or self.config.tile
         self.overlap = self.config.overlap if overlap is None else overlap
@@ -184,7 +177,7 @@ class NetworkMerger:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _inputs(self, brackets: Sequence[Bracket]) -> tuple[torch.Tensor, ...]:
+    def _inputs(self, brackets: Sequence[Bracket]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         lins, sats, ratios = [], [], []
         for br in brackets:
             if br.layout != self.input_layout:
@@ -205,15 +198,23 @@ class NetworkMerger:
         lin_t, sat_t = reference_first(lin_t, ref), reference_first(sat_t, ref)
         ratio_t = reference_first(ratio_t, ref)
         gains = self.model.gains(ratio_t, blind=any(br.blind for br in brackets))  # (B, n-1, N_E)
-        return lin_t, sat_t, ratio_t, gains
+        display = None
+        if self.config.task == "isp":  # white balance and white point of each whole bracket
+            wb = torch.from_numpy(np.stack([camera_wb(br.frames[br.reference]) for br in brackets]))
+            display = display_params(lin_t, sat_t, ratio_t, wb)  # (B, 4)
+        return lin_t, sat_t, ratio_t, gains, display
 
     @torch.inference_mode()
-    def run(self, lin: Tensor, sat: Tensor, ratios: Tensor, gains: Tensor) -> Tensor:
-        """Tiled forward: lin, sat (B, n, C, H, W) reference first -> (B, C_out, H s, W s) float32."""
+    def run(
+        self, lin: Tensor, sat: Tensor, ratios: Tensor, gains: Tensor, display: Tensor | None = None
+    ) -> Tensor:
+        """Tiled forward: lin, sat (B, n, C, H, W) reference first -> (B, C_out, H s, W s) float32.
+
+        `display` (B, 4): the E2E-ISP prior's parameters for the whole bracket, shared by its tiles."""
         b, h, w = lin.shape[0], lin.shape[-2], lin.shape[-1]
         s = self.config.out_scale
         if h <= self.tile and w <= self.tile:
-            return self._tile(lin, sat, ratios, gains)
+            return self._tile(lin, sat, ratios, gains, display)
         unit = self.config.tile_unit
         ys, th = _starts(h, self.tile, self.overlap, unit)
         xs, tw = _starts(w, self.tile, self.overlap, unit)
@@ -222,13 +223,15 @@ class NetworkMerger:
         for ky, y0 in enumerate(ys):
             for kx, x0 in enumerate(xs):
                 y1, x1 = min(y0 + th, h), min(x0 + tw, w)
-                part = self._tile(lin[..., y0:y1, x0:x1], sat[..., y0:y1, x0:x1], ratios, gains)
+                part = self._tile(lin[..., y0:y1, x0:x1], sat[..., y0:y1, x0:x1], ratios, gains, display)
                 weight = torch.from_numpy(np.outer(_ramp(h, ys, th, ky, s), _ramp(w, xs, tw, kx, s)))
                 out[..., y0 * s : y1 * s, x0 * s : x1 * s] += part * weight  # (B, C_out, h_t s, w_t s)
                 total[y0 * s : y1 * s, x0 * s : x1 * s] += weight
         return out / total
 
-    def _tile(self, lin: Tensor, sat: Tensor, ratios: Tensor, gains: Tensor) -> Tensor:
+    def _tile(
+        self, lin: Tensor, sat: Tensor, ratios: Tensor, gains: Tensor, display: Tensor | None
+    ) -> Tensor:
         """One tile for every bracket, in chunks of the batch that fit `max_pass_pixels`."""
         dev = self.device
         chunk = max(1, self.max_pass_pixels // (lin.shape[-2] * lin.shape[-1]))
@@ -237,7 +240,11 @@ class NetworkMerger:
             part = slice(i, i + chunk)
             with self._autocast():
                 y = self._forward(
-                    lin[part].to(dev), sat[part].to(dev), ratios[part].to(dev), gains[part].to(dev)
+                    lin[part].to(dev),
+                    sat[part].to(dev),
+                    ratios[part].to(dev),
+                    gains[part].to(dev),
+                    display=None if display is None else display[part].to(dev),
                 )
             outs.append(y[-1].float().cpu())
         return torch.cat(outs, 0)  # (B, C_out, H s, W s)

@@ -21,8 +21,10 @@ Structure, with the choices the paper leaves open:
   frames (the reference where it does not clip, the exposure-normalized other frames where it
   does), Y = (prior + eps) exp(r) - eps, clamped at 0. The last convolution starts at zero, so an
   untrained network already returns that merge and every output is non-negative.
-- Heads: RGB HDR (3 -> 3 channels), raw HDR (packed RGGB, 4 -> 4), E2E-ISP (packed RGGB in, RGB at
-  twice the packed size out: an extra x2 in the sub-pixel convolution, prior demosaiced bilinearly).
+- Heads: RGB HDR (3 -> 3 channels), raw HDR (packed RGGB, 4 -> 4), E2E-ISP (packed RGGB in, display
+  sRGB at twice the packed size out: an extra x2 in the sub-pixel convolution; the prior is the
+  merge demosaiced bilinearly, white-balanced and through the house display curve, with the
+  bracket's white point: `emvnet.isp_prior`).
 
 Variants (`config.py`; n = 3 frames, sizes relative to the input H x W; GMAC per megapixel counted
 with torch's FlopCounterMode, known / blind exposure):
@@ -52,6 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emvnet.config import ModelConfig, variant
+from emvnet.isp_prior import display_curve, packed_to_rgb
 from emvnet.layers.blocks import pad_to_multiple, warp
 from emvnet.layers.hourglass import StackedHourglass
 from emvnet.layers.rrdb import FeatureExtractor
@@ -130,8 +133,12 @@ class EMVNet(nn.Module):
         ratios: torch.Tensor,
         gains: torch.Tensor,
         all_outputs: bool = False,
+        display: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
         """lin, sat (B, n, C, H, W), reference first; ratios (B, n); gains (B, n-1, N_E).
+
+        `display` (B, 4): the E2E-ISP prior's white balance and white point for the whole
+        bracket (`isp_prior.display_params`); ignored by the other tasks.
 
         Returns [Y] or, with `all_outputs`, [Y'', Y', Y]; each (B, C_out, H s, W s), s = out_scale.
         """
@@ -154,7 +161,7 @@ class EMVNet(nn.Module):
         for k in chosen:
             flow, ctx = self._select(self.scores[k](volumes[k]), volumes[k], n)
             residual = self.decoders[k](feats, flow, ctx, self.config.feature_down)
-            prior = self._prior(lin, sat_any, ratios, flow)  # (B, C_out, H s, W s)
+            prior = self._prior(lin, sat_any, ratios, flow, display)  # (B, C_out, H s, W s)
             y = (prior + EPS) * torch.exp(residual.float().clamp(-MAX_LOG_RESIDUAL, MAX_LOG_RESIDUAL))
             s = self.config.out_scale
             outs.append((y - EPS).clamp_min(0)[..., : h0 * s, : w0 * s])
@@ -174,8 +181,11 @@ class EMVNet(nn.Module):
         ctx = (vol * prob[:, None]).sum(3)  # (B, C_v, n-1, h_v, w_v)
         return flow, ctx
 
-    def _prior(self, lin: Tensor, sat: Tensor, ratios: Tensor, flow: Tensor) -> Tensor:
-        """Classical merge of the flow-aligned frames in reference units (the residual's base)."""
+    def _prior(
+        self, lin: Tensor, sat: Tensor, ratios: Tensor, flow: Tensor, display: Tensor | None
+    ) -> Tensor:
+        """Classical merge of the flow-aligned frames in reference units (the residual's base);
+        for E2E-ISP, that merge demosaiced and through the display curve (`emvnet.isp_prior`)."""
         b, n, c, h, w = lin.shape
         flow_full = _upsample(flow.flatten(0, 1), (h, w))  # (B*(n-1), 2, H, W) input px
         stack = torch.cat([lin[:, 1:], sat[:, 1:]], 2).flatten(0, 1).float()  # (B*(n-1), C+1, H, W)
@@ -191,11 +201,9 @@ class EMVNet(nn.Module):
         darkest = F.one_hot(ratios.argmin(1), n).float().view(b, n, 1, 1, 1)  # (B, n, 1, 1, 1)
         weight = weight + 1e-4 * darkest
         prior = (weight * norm).sum(1) / weight.sum(1)  # (B, C, H, W)
-        if self.config.task == "isp":  # packed R, G1, G2, B -> RGB, bilinear to full size
-            rgb = torch.stack(
-                [prior[:, 0], 0.5 * (prior[:, 1] + prior[:, 2]), prior[:, 3]], 1
-            )  # (B, 3, H, W)
-            prior = _upsample(rgb, (2 * h, 2 * w))  # (B, 3, 2H, 2W)
+        if self.config.task == "isp":  # packed R, G1, G2, B -> RGB, bilinear to full size, display
+            rgb = _upsample(packed_to_rgb(prior), (2 * h, 2 * w))  # (B, 3, 2H, 2W)
+            prior = display_curve(rgb, display)
         return prior
 
 

@@ -50,6 +50,7 @@ from emvnet.data.datasets import Item, SyntheticBrackets, collate_brackets
 from emvnet.data.scenes import SceneSource, default_scenes
 from emvnet.data.simulator import SimulatorConfig
 from emvnet.engine import resolve_device, resolve_precision
+from emvnet.isp_prior import display_params
 from emvnet.losses import GeneratorLoss
 from emvnet.matching_volume import reference_first
 from emvnet.metrics import hdr_metrics, psnr
@@ -129,6 +130,7 @@ class Inputs:
     sat: Tensor  # (B, n, C, H, W) float {0, 1}
     ratios: Tensor  # (B, n)
     blind: bool
+    display: Tensor | None = None  # (B, 4) E2E-ISP prior parameters (`isp_prior.display_params`)
 
     def gains(self, model: EMVNet) -> Tensor:
         return model.gains(self.ratios, self.blind)  # (B, n-1, N_E)
@@ -148,7 +150,8 @@ def prepare(batch: Item, task: str, device: torch.device) -> tuple[Inputs, Tenso
     mask = batch["mask"].to(device)  # (B, 1, H, W)
     if mask.shape[-1] != target.shape[-1]:
         mask = torch.nn.functional.interpolate(mask, size=target.shape[-2:], mode="nearest")
-    return Inputs(lin, sat, ratios, blind), target, mask
+    display = display_params(lin, sat, ratios, batch["wb"].to(device)) if task == "isp" else None
+    return Inputs(lin, sat, ratios, blind, display), target, mask
 
 
 # ---- the trainer --------------------------------------------------------------------------------
@@ -346,7 +349,12 @@ class Trainer:
         gen = torch.Generator(device=dev).manual_seed(cfg.run.seed * 1_000_003 + self.step)
         with _autocast(dev, self.dtype):
             outs = self.model(
-                inputs.lin, inputs.sat, inputs.ratios, inputs.gains(self.model), all_outputs=True
+                inputs.lin,
+                inputs.sat,
+                inputs.ratios,
+                inputs.gains(self.model),
+                all_outputs=True,
+                display=inputs.display,
             )
             outs = [y * mask for y in outs]  # pixels the simulator could not render do not count
             target = target * mask
@@ -399,7 +407,9 @@ class Trainer:
             batch = collate_brackets([item])
             inputs, target, mask = prepare(batch, self.cfg.model.task, self.device)
             with _autocast(self.device, self.dtype):
-                y = model(inputs.lin, inputs.sat, inputs.ratios, inputs.gains(model))[-1]
+                y = model(inputs.lin, inputs.sat, inputs.ratios, inputs.gains(model), display=inputs.display)[
+                    -1
+                ]
             pred = (y.float() * mask)[0].permute(1, 2, 0).cpu().numpy()  # (H, W, C)
             gt = (target * mask)[0].permute(1, 2, 0).cpu().numpy()
             if self.cfg.model.task == "isp":

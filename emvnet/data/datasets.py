@@ -10,6 +10,7 @@ Items are dicts of tensors, channels first. Frames go through the inference path
 - "reference" () int64, "blind" () bool
 - "hdr"     (C, H, W) float32      target, linear, reference units (1.0 = where the reference clips)
 - "mask"    (1, H, W) float32      1 where the target is known
+- "wb"      (3,) float32           the reference frame's as-shot white balance (ones for RGB frames)
 - "isp"     (3, 2H, 2W) float32    raw only: display sRGB target for E2E-ISP (absent for RGB)
 Frames keep their bracket order; `reference` says which is the reference (the engine puts it first
 with `emvnet.matching_volume.reference_first`, and a trainer should do the same).
@@ -35,6 +36,7 @@ from emvnet.data.scenes import SceneSource
 from emvnet.data.simulator import Sample, SimulatorConfig, simulate
 from emvnet.errors import EmvnetError
 from emvnet.frame import Frame
+from emvnet.isp_prior import camera_wb
 
 Item = dict[str, torch.Tensor]
 MAX_ATTEMPTS = 8
@@ -76,6 +78,7 @@ def bracket_item(
         "blind": torch.tensor(exposures is None),
         "hdr": _chw(hdr),  # (C, H, W)
         "mask": torch.from_numpy(mask.astype(np.float32))[None],  # (1, H, W)
+        "wb": torch.from_numpy(camera_wb(frames[reference])),  # (3,) as-shot white balance, ones for RGB
     }
     if isp is not None:
         item["isp"] = _chw(isp)  # (3, 2H, 2W) for raw, (3, H, W) otherwise
