@@ -68,14 +68,7 @@ class Distillation:
     ) -> dict[str, Tensor]:
         stage = stage_at(self.config.stages, step, self.steps)
         with torch.no_grad():
-            taught = self.teacher(
-                inputs.lin,
-                inputs.sat,
-                inputs.ratios,
-                inputs.gains(self.teacher),
-                all_outputs=True,
-                display=inputs.display,
-            )
+            taught = inputs.through(self.teacher, all_outputs=True)
         peak = target_peak(target)
         pairs = list(zip(outputs[::-1], taught[::-1], strict=False))  # Y with Y, Y' with Y', ...
         distill = torch.stack([mu_l1(s, t.float() * mask, peak, self.mu) for s, t in pairs]).mean()

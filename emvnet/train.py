@@ -135,6 +135,11 @@ class Inputs:
     def gains(self, model: EMVNet) -> Tensor:
         return model.gains(self.ratios, self.blind)  # (B, n-1, N_E)
 
+    def through(self, model: EMVNet, all_outputs: bool = False) -> list[Tensor]:
+        """`model`'s outputs for these inputs ([Y], or [Y'', Y', Y] with `all_outputs`)."""
+        gains = self.gains(model)
+        return model(self.lin, self.sat, self.ratios, gains, all_outputs=all_outputs, display=self.display)
+
 
 def prepare(batch: Item, task: str, device: torch.device) -> tuple[Inputs, Tensor, Tensor]:
     """(inputs, target, mask) of a collated batch; the target is "isp" for E2E-ISP, else "hdr"."""
@@ -348,14 +353,7 @@ class Trainer:
         inputs, target, mask = prepare(batch, cfg.model.task, dev)
         gen = torch.Generator(device=dev).manual_seed(cfg.run.seed * 1_000_003 + self.step)
         with _autocast(dev, self.dtype):
-            outs = self.model(
-                inputs.lin,
-                inputs.sat,
-                inputs.ratios,
-                inputs.gains(self.model),
-                all_outputs=True,
-                display=inputs.display,
-            )
+            outs = inputs.through(self.model, all_outputs=True)
             outs = [y * mask for y in outs]  # pixels the simulator could not render do not count
             target = target * mask
             pretrain = self.step < cfg.optim.content_steps
@@ -407,9 +405,7 @@ class Trainer:
             batch = collate_brackets([item])
             inputs, target, mask = prepare(batch, self.cfg.model.task, self.device)
             with _autocast(self.device, self.dtype):
-                y = model(inputs.lin, inputs.sat, inputs.ratios, inputs.gains(model), display=inputs.display)[
-                    -1
-                ]
+                y = inputs.through(model)[-1]
             pred = (y.float() * mask)[0].permute(1, 2, 0).cpu().numpy()  # (H, W, C)
             gt = (target * mask)[0].permute(1, 2, 0).cpu().numpy()
             if self.cfg.model.task == "isp":
