@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emvnet.bracket import _subsample, estimate_ratios, make_bracket  # noqa: E402
+from emvnet.bracket import _linear_sample, estimate_ratios, make_bracket  # noqa: E402
 from emvnet.data.devset import find_sources  # noqa: E402
 from emvnet.data.scenes import HdrScenes  # noqa: E402
 from emvnet.data.simulator import SimulatorConfig, simulate  # noqa: E402
@@ -68,7 +68,7 @@ def real(brackets_dir: Path) -> list[tuple[str, int, float, float]]:
         if times is None or len(times) != len(frames):
             continue
         br = make_bracket(frames, times, calibrate=False)
-        lin = np.stack([np.power(np.clip(_subsample(f.data), 0, 1), br.crf_gamma) for f in frames])
+        lin = _linear_sample(frames, br.crf_gamma)
         raw, snapped = worst_errors(lin, br.reference, np.log2(br.ratios))
         rows.append((folder.name, len(frames), raw, snapped))
     return rows

@@ -203,27 +203,15 @@ def estimate_ratios(
     return np.exp2(stops - stops[reference])
 
 
-def step_mismatch(linear: np.ndarray, times: Sequence[float], crf_gamma: float = DEFAULT_CRF_GAMMA) -> float:
-    """Mean |measured - stated| exposure step, in stops, between frames neighbouring in time.
-
-    How well a linearization explains a bracket with known times: near 0 when the response is
-    right (a stop apart in time is a stop apart in the pixels), growing with the error of its
-    slope. Steps with nothing to compare (a frame all clipped or black) are skipped.
-    """
-    sorted_frames = [_sorted_channels(_pooled(linear[i])) for i in range(linear.shape[0])]
-    return _mismatch(sorted_frames, times, crf_gamma, decode=False)
-
-
-def _mismatch(
-    sorted_frames: list[list[np.ndarray]], times: Sequence[float], crf_gamma: float, decode: bool
-) -> float:
-    """`step_mismatch` on sorted channels; `decode`: they are display values, apply the gamma first."""
+def _mismatch(sorted_frames: list[list[np.ndarray]], times: Sequence[float], crf_gamma: float) -> float:
+    """Mean |measured - stated| exposure step, in stops, between frames neighbouring in time, of
+    display frames given as sorted channel values and linearized with `crf_gamma`. Steps with
+    nothing to compare (a frame all clipped or black) are skipped."""
     errors = []
     for a, b in itertools.pairwise(np.argsort(np.asarray(times, dtype=np.float64))):
-        lin_a, lin_b = sorted_frames[a], sorted_frames[b]
-        if decode:  # a power law is monotonic: the values stay sorted
-            lin_a = [np.power(np.clip(x, 0, 1), crf_gamma) for x in lin_a]
-            lin_b = [np.power(np.clip(x, 0, 1), crf_gamma) for x in lin_b]
+        # A power law is monotonic: the decoded values stay sorted.
+        lin_a = [np.power(np.clip(x, 0, 1), crf_gamma) for x in sorted_frames[a]]
+        lin_b = [np.power(np.clip(x, 0, 1), crf_gamma) for x in sorted_frames[b]]
         measured = _matched_log_ratio(lin_a, lin_b, crf_gamma)
         if measured is not None:
             errors.append(abs(measured - math.log(times[b] / times[a])) / math.log(2.0))
@@ -233,7 +221,9 @@ def _mismatch(
 def gamma_mismatches(
     frames: Sequence[Frame], times: Sequence[float], gammas: Sequence[float]
 ) -> dict[float, float]:
-    """`step_mismatch` of display frames linearized with each of `gammas` ({gamma: stops}).
+    """How well each of `gammas` explains a bracket with known times ({gamma: stops}): the mean
+    |measured - stated| exposure step between frames neighbouring in time, near 0 when the
+    response is right (a stop apart in time is a stop apart in the pixels).
 
     The frames are sampled, pooled and sorted once in the display domain: a power law keeps the
     order, so each gamma only re-encodes the sorted values.
@@ -242,7 +232,7 @@ def gamma_mismatches(
     # Matching needs quantiles, not every sample: the same evenly spaced ranks of every frame.
     ranks = np.linspace(0, sorted_frames[0][0].size - 1, min(_FIT_QUANTILES, sorted_frames[0][0].size))
     picked = [[x[ranks.astype(np.int64)] for x in channels] for channels in sorted_frames]
-    return {g: _mismatch(picked, times, g, decode=True) for g in gammas}
+    return {g: _mismatch(picked, times, g) for g in gammas}
 
 
 def fit_gamma(frames: Sequence[Frame], times: Sequence[float]) -> float:

@@ -9,7 +9,7 @@ import pytest
 from helpers.synth import ldr_bracket, radiance_scene
 
 from emvnet.baselines import merge_weighted
-from emvnet.bracket import linearize, make_bracket, step_mismatch
+from emvnet.bracket import gamma_mismatches, make_bracket
 from emvnet.frame import ExposureInfo
 from emvnet.response import CALIBRATE_MIN_FRAMES, CLIP_CODE, apply_response, calibrate_response
 from emvnet.tonemap import mu_law
@@ -61,11 +61,11 @@ def test_calibration_beats_the_gamma_assumption_on_a_non_gamma_camera() -> None:
     assert errors[True] < 0.5 * errors[False], errors
 
 
-def test_step_mismatch_tells_a_fitting_response_from_a_wrong_one() -> None:
+def test_gamma_mismatches_tell_a_fitting_response_from_a_wrong_one() -> None:
     """Linearized with the camera's own gamma, neighbouring frames measure the stated steps (a
     small mismatch); through a response far from it they do not."""
     rad = radiance_scene(96, 128, seed=4)
     frames = ldr_bracket(rad, TIMES, gamma=2.2, noise=0.001, seed=2)
-    assert step_mismatch(np.stack([linearize(f) for f in frames]), TIMES) < 0.05
-    s_curve = np.stack([linearize(f) for f in _s_curve_bracket(TIMES)[1]])
-    assert step_mismatch(s_curve, TIMES) > 0.1
+    assert gamma_mismatches(frames, TIMES, [2.2])[2.2] < 0.05
+    s_curve = _s_curve_bracket(TIMES)[1]
+    assert gamma_mismatches(s_curve, TIMES, [2.2])[2.2] > 0.1
