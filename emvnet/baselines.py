@@ -8,13 +8,13 @@ They are the comparison baselines of every quality table and the merges that nee
   (camera raw, float files) need no calibration: they get the same weighted merge with an identity
   response, computed here in float. Without exposure times the ratios are estimated from the
   frames (`Bracket.ratios`), so a blind merge still yields radiance.
-- `weighted`: the same weighted estimator on the bracket's linearization (gamma 2.2, the network's
-  input convention, for 2-4 frames; the response calibrated from the bracket from 5 frames with
-  known times on, see `emvnet.response`), plus weights that suppress ghosts: a frame counts only
-  where it agrees with the reference. OpenCV's calibration from three frames is often
-  non-monotonic at the top (rainbow highlights, colour casts), so short brackets keep the fixed
-  response. It is the merge that needs no weights: `auto`'s fallback, and the network engine's
-  merge of brackets longer than it was trained on.
+- `weighted`: `emvnet.fusion`'s merge (the network's prior too) on the bracket's linearization
+  (the fitted or fixed gamma for 2-4 frames; the response calibrated from the bracket from 5 frames
+  with known times on, see `emvnet.response`) after homography pre-alignment (`emvnet.align`):
+  noise-weighted, and a frame counts only where it agrees with the reference (no ghosts). OpenCV's
+  calibration from three frames is often non-monotonic at the top (rainbow highlights, colour
+  casts), so short brackets keep a gamma response. It is the merge that needs no weights:
+  `auto`'s fallback, and the network engine's merge of brackets longer than it was trained on.
 - `mertens`: exposure fusion (Mertens et al. 2007). It needs no exposure times but produces a
   display-referred picture, not radiance: the result is linearized with the bracket's gamma and
   lies in [0, 1]; metrics must scale-align it (as they do every blind output).
@@ -29,7 +29,9 @@ from typing import Literal
 
 import cv2
 import numpy as np
+import torch
 
+from emvnet import align, fusion
 from emvnet.bracket import Bracket
 from emvnet.errors import BracketError
 from emvnet.registry import ModelSpec
@@ -49,63 +51,27 @@ def _times(bracket: Bracket) -> np.ndarray:
     return bracket.ratios.astype(np.float32)
 
 
-def _hat(level: np.ndarray) -> np.ndarray:
-    """Weight of a sample by its level in [0, 1]: flat in the middle, zero at black and clipping."""
-    return 1.0 - np.abs(2.0 * np.clip(level, 0.0, 1.0) - 1.0) ** 4
+def merge_weighted(bracket: Bracket, deghost: bool = True, prealign: bool = True) -> np.ndarray:
+    """Weighted radiance merge in reference units (`emvnet.fusion`, the network's prior too).
 
-
-def _ghost_weights(bracket: Bracket, radiance: np.ndarray) -> np.ndarray:
-    """(n, H, W, 1) agreement of each frame with the reference, 1 = consistent, ~0 = a ghost.
-
-    Frame i is brought to the reference's exposure, clipped like the reference would be, and
-    compared in the gamma-encoded domain, where a fixed tolerance suits shadows and highlights
-    alike; a highlight that the reference clips agrees with any brighter value. The largest channel
-    difference, box-filtered, decides, so colour channels are never weighted apart.
+    Frames are first pre-aligned by homography (`emvnet.align.prealign`) unless `prealign` is off;
+    with `deghost`, frames that disagree with the reference (moving objects, residual shake) are
+    down-weighted, so the reference's content wins where the scene changed. Long brackets (from
+    `fusion.LONG_BRACKET` frames: tripod sequences, typically) use the noise-aware ghost test.
     """
-    ref = bracket.reference
-    gamma = bracket.crf_gamma
-    ref_enc = np.power(np.clip(bracket.linear[ref], 0.0, 1.0), 1.0 / gamma)
-    agree = np.ones((*radiance.shape[:3], 1), dtype=np.float32)
-    for i in range(bracket.n):
-        if i == ref:
-            continue
-        seen = np.power(np.clip(radiance[i], 0.0, 1.0), 1.0 / gamma)
-        diff = np.abs(seen - ref_enc).max(axis=-1)
-        diff = cv2.blur(diff.astype(np.float32), (5, 5))
-        agree[i, ..., 0] = np.exp(-((diff / GHOST_TOLERANCE) ** 2))
-    return agree
+    lin, clipped = bracket.linear, bracket.saturated()
+    ratios = np.asarray(bracket.ratios, dtype=np.float64)
+    if prealign and bracket.n > 1:
+        lin, clipped, _ = align.prealign(lin, clipped, ratios, bracket.reference)
+    order = [bracket.reference, *(i for i in range(bracket.n) if i != bracket.reference)]
 
+    def stacked(x: np.ndarray) -> torch.Tensor:  # (n, H, W, C) -> (1, n, C, H, W), reference first
+        return torch.from_numpy(np.ascontiguousarray(x[order])).permute(0, 3, 1, 2)[None].float()
 
-# Gamma-encoded difference at which a frame is trusted only exp(-1) as much as a consistent one:
-# above JPEG and sensor noise of well-exposed samples, below any real object's edge.
-GHOST_TOLERANCE = 0.08
-
-
-def merge_weighted(bracket: Bracket, deghost: bool = True) -> np.ndarray:
-    """Weighted radiance merge in reference units (Debevec's estimator on the linearized frames).
-
-    Samples are weighted by a hat function of their level, so clipped and noise-floor samples count
-    little, times the frame's relative exposure (less noise per unit radiance); with `deghost`,
-    frames that disagree with the reference (moving objects, residual shake) are down-weighted
-    too, so the reference's content wins where the scene changed. Where every frame is clipped the
-    shortest exposure wins, where every frame is dark the longest does, instead of dividing zero
-    by zero.
-    """
-    lin = bracket.linear  # (n, H, W, C)
-    ratios = bracket.ratios.astype(np.float32)  # (n,)
-    radiance = lin / ratios[:, None, None, None]  # (n, H, W, C) each frame in reference units
-    # Shot noise: frame i's radiance estimate has variance ~ 1 / t_i, so inverse-variance weights
-    # grow with the exposure (Robertson's estimator does the same). On the dev set's 16-frame
-    # captures this is worth +2.9 dB PSNR-mu (45.96 -> 48.89); on 3-frame brackets +-0.1 dB.
-    weight = _hat(lin) * ratios[:, None, None, None]
-    weight[bracket.saturated()] = 0.0
-    if deghost and bracket.n > 1:
-        weight *= _ghost_weights(bracket, radiance)
-    shortest, longest = int(np.argmin(ratios)), int(np.argmax(ratios))
-    bright = lin[bracket.reference] > 0.5
-    weight[shortest] += 1e-4 * bright
-    weight[longest] += 1e-4 * ~bright
-    return np.asarray((weight * radiance).sum(0) / weight.sum(0), dtype=np.float32)
+    ratio_t = torch.from_numpy(ratios[order]).float()[None]
+    with torch.inference_mode():
+        hdr = fusion.merge(stacked(lin), stacked(clipped), ratio_t, deghost=deghost)  # (1, C, H, W)
+    return np.ascontiguousarray(hdr[0].permute(1, 2, 0).numpy(), dtype=np.float32)
 
 
 def merge_calibrated(bracket: Bracket, method: Method) -> np.ndarray:
@@ -153,7 +119,7 @@ class ClassicalMerger:
         if self.method == "weighted":
             return merge_weighted(bracket, deghost=True)
         if bracket.frames[0].domain == "linear":  # no response to calibrate
-            return merge_weighted(bracket, deghost=False)
+            return merge_weighted(bracket, deghost=False, prealign=False)
         return merge_calibrated(bracket, self.method)
 
     def merge(self, brackets: Sequence[Bracket]) -> list[np.ndarray]:

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 Task = Literal["rgb", "raw", "isp"]
+# The classical merge the output residual is applied to (emvnet.model, "Output prior").
+Prior = Literal["weighted", "reference"]
 
 # The paper's blind exposure candidates (Sec. 4.3): gains that bring a non-reference frame to the
 # reference's units, {1/4, 1/2, 2, 4, 8, 16}. 1/8 and 1/16 are left out as in the paper (footnote 2).
@@ -82,6 +84,10 @@ class ModelConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     volume: VolumeConfig = field(default_factory=VolumeConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    # "weighted": `emvnet.fusion`'s deghosted, noise-weighted merge of the flow-aligned frames;
+    # "reference": the reference wherever it does not clip (the raw-domain weights' prior until
+    # they are retrained on the other; MODEL_CARD.md).
+    prior: Prior = "weighted"
     tile: int = 512  # engine tile side in input pixels; bounds memory
     overlap: int = 64  # engine tile overlap in input pixels; rounded up to `tile_unit`
 
@@ -127,6 +133,12 @@ class ModelConfig:
 # ---- the variants: one small factory each -------------------------------------------------------
 
 
+def _prior(task: Task) -> Prior:
+    # RGB weights are trained on the weighted merge; the raw-domain ones still on the reference-first
+    # merge they shipped with (their retrain on the weighted prior is open: MODEL_CARD.md).
+    return "weighted" if task == "rgb" else "reference"
+
+
 def _paper(name: str, task: Task, n_rrdb: int, hourglass: int) -> ModelConfig:
     # Sec. 4.3: 12 RRDB x 32 filters, N_E = 6, motions over 36 px every 3 px (N_M = 12 x 12 = 144),
     # 3 hourglasses of 32 filters. The volume sits at 1/4 of the input on 8 compressed channels:
@@ -134,6 +146,7 @@ def _paper(name: str, task: Task, n_rrdb: int, hourglass: int) -> ModelConfig:
     return ModelConfig(
         name=name,
         task=task,
+        prior=_prior(task),
         features=FeatureConfig(n_rrdb=n_rrdb, filters=32, growth=16),
         volume=VolumeConfig(down=4),
         aggregation=AggregationConfig(filters=hourglass, decoder_filters=32),
@@ -150,6 +163,7 @@ def _fast(name: str, task: Task, hourglass: int) -> ModelConfig:
     return ModelConfig(
         name=name,
         task=task,
+        prior=_prior(task),
         features=FeatureConfig(n_rrdb=6, filters=16, growth=8, depthwise=True, unshuffle=2, stride=2),
         volume=VolumeConfig(down=2, motion_window=40, motion_step=8, pool_exposures=True),
         aggregation=AggregationConfig(filters=hourglass, decoder_filters=16),

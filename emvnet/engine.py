@@ -253,11 +253,12 @@ class NetworkMerger:
         """One float32 (H, W, C_out) linear HDR array per bracket, in the reference's units.
 
         Brackets of more than NETWORK_FRAMES frames (tripod sequences, typically) are beyond
-        what the network was trained on: RGB ones get the deghosted classical merge of every
-        frame (`baselines.merge_weighted`, on the response calibrated from the bracket when the
-        times are known), which beats both Debevec and this network on the dev set's 16-frame
-        captures; raw ones the network's merge of the reference and the darkest and brightest
-        frames within x16 of it (`network_subset`).
+        what the network was trained on: RGB ones get the pre-aligned, deghosted classical merge
+        of every frame (`baselines.merge_weighted`: the network's own prior, with the noise-aware
+        ghost test of long brackets, on the response calibrated from the bracket when the times
+        are known), which beats Debevec on the dev set's 16-frame captures; raw ones the
+        network's merge of the reference and the darkest and brightest frames within x16 of it
+        (`network_subset`).
         """
         if not brackets:
             return []
@@ -271,7 +272,7 @@ class NetworkMerger:
             if br.n <= NETWORK_FRAMES:
                 continue
             if self.config.task == "rgb":
-                results[id(br)] = merge_weighted(br)
+                results[id(br)] = merge_weighted(br, prealign=self.prealign == "auto")
             else:
                 sub = subset_bracket(br, network_subset(br))
                 results[id(br)] = np.ascontiguousarray(

@@ -17,10 +17,14 @@ Structure, with the choices the paper leaves open:
   features warped by its flow and its context (mean and max over frames, so any n >= 2 works), and
   a sub-pixel convolution (pixel shuffle, Sec. 4.4 / 5.4.3) returns to the output resolution.
   Hourglass 1 and 2 give Y'' and Y' for training (Eq. 5); inference decodes only Y.
-- Output prior: the decoder predicts a log-domain residual r on a classical merge of the aligned
-  frames (the reference where it does not clip, the exposure-normalized other frames where it
-  does), Y = (prior + eps) exp(r) - eps, clamped at 0. The last convolution starts at zero, so an
-  untrained network already returns that merge and every output is non-negative.
+- Output prior: the decoder predicts a log-domain residual r on a classical merge of the frames
+  warped by the network's flow, Y = (prior + eps) exp(r) - eps, clamped at 0. The last convolution
+  starts at zero, so an untrained network already returns that merge and every output is
+  non-negative. `config.prior` names the merge: "weighted" (`emvnet.fusion`: noise-weighted by
+  level and exposure, deghosted against the reference; the RGB variants) or "reference" (the
+  reference where it does not clip, the other frames where it does; the raw-domain weights were
+  trained on it). The weighted prior averages the long frame's clean shadows into the result
+  instead of asking the residual to denoise the reference.
 - Heads: RGB HDR (3 -> 3 channels), raw HDR (packed RGGB, 4 -> 4), E2E-ISP (packed RGGB in, display
   sRGB at twice the packed size out: an extra x2 in the sub-pixel convolution; the prior is the
   merge demosaiced bilinearly, white-balanced and through the house display curve, with the
@@ -53,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from emvnet import fusion
 from emvnet.config import ModelConfig, variant
 from emvnet.isp_prior import display_curve, packed_to_rgb
 from emvnet.layers.blocks import pad_to_multiple, warp
@@ -195,11 +200,14 @@ class EMVNet(nn.Module):
         # The warped mask stays soft: a threshold would make the prior jump with sub-pixel flow changes.
         clipped = torch.cat([sat[:, :1].float(), moved[:, :, c:].clamp(0, 1)], 1)  # (B, n, 1, H, W)
         norm = frames / ratios.float().view(b, n, 1, 1, 1)  # (B, n, C, H, W) reference units
-        ref_ok = 1.0 - clipped[:, :1]  # (B, 1, 1, H, W)
-        weight = torch.cat([ref_ok, (1.0 - ref_ok) * (1.0 - clipped[:, 1:])], 1)  # (B, n, 1, H, W)
-        # Where every frame clips, the shortest exposure is the best (lower-bound) guess.
-        darkest = F.one_hot(ratios.argmin(1), n).float().view(b, n, 1, 1, 1)  # (B, n, 1, 1, 1)
-        weight = weight + 1e-4 * darkest
+        if self.config.prior == "weighted":  # weights are statistics of the inputs: no gradient
+            weight = fusion.merge_weights(frames.detach(), clipped.detach(), ratios.float())
+        else:  # "reference": the reference wherever it does not clip, the others where it does
+            ref_ok = 1.0 - clipped[:, :1]  # (B, 1, 1, H, W)
+            weight = torch.cat([ref_ok, (1.0 - ref_ok) * (1.0 - clipped[:, 1:])], 1)  # (B, n, 1, H, W)
+            # Where every frame clips, the shortest exposure is the best (lower-bound) guess.
+            darkest = F.one_hot(ratios.argmin(1), n).float().view(b, n, 1, 1, 1)  # (B, n, 1, 1, 1)
+            weight = weight + 1e-4 * darkest
         prior = (weight * norm).sum(1) / weight.sum(1)  # (B, C, H, W)
         if self.config.task == "isp":  # packed R, G1, G2, B -> RGB, bilinear to full size, display
             rgb = _upsample(packed_to_rgb(prior), (2 * h, 2 * w))  # (B, 3, 2H, 2W)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emvnet import engine, registry
+from emvnet import engine, fusion, registry
 from emvnet.config import VARIANTS, variant
 from emvnet.model import EMVNet, build_model
 
@@ -78,9 +78,31 @@ def test_heads_channels_and_size(task: str, cin: int, cout: int, scale: int) -> 
     assert y.shape == (1, cout, 15 * scale, 21 * scale)
 
 
-def test_untrained_network_returns_the_classical_merge() -> None:
-    """With the zero-initialized output layer Y is the prior: the reference wherever it does not clip."""
-    model = build_model("emvnet-fast-rgb", seed=0)
+def _still(model: EMVNet) -> EMVNet:
+    """Zero score heads: a uniform choice over the symmetric motion grid, so every flow is 0."""
+    with torch.no_grad():
+        for head in model.scores:
+            head.weight.zero_()
+            head.bias.zero_()
+    return model
+
+
+def test_untrained_network_returns_the_weighted_merge() -> None:
+    """With the zero-initialized output layer (and no motion) Y is `fusion.merge` of the frames."""
+    model = _still(build_model("emvnet-fast-rgb", seed=0))
+    assert model.config.prior == "weighted"
+    lin, sat, ratios, gains = _inputs(model, 3, 24, 32)
+    with torch.no_grad():
+        (y,) = model(lin, sat, ratios, gains)
+    expected = fusion.merge(lin, sat.amax(2, keepdim=True), ratios)
+    torch.testing.assert_close(y, expected, rtol=1e-3, atol=1e-4)
+    assert (y >= 0).all()
+
+
+def test_reference_prior_returns_the_reference() -> None:
+    """The "reference" prior (the raw-domain weights'): the reference wherever it does not clip."""
+    model = build_model("emvnet-fast-raw", seed=0)
+    assert model.config.prior == "reference"
     lin, sat, ratios, gains = _inputs(model, 3, 24, 32)
     with torch.no_grad():
         (y,) = model(lin, sat, ratios, gains)

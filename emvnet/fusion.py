@@ -1,0 +1,149 @@
+"""The weighted, deghosted radiance merge: the network's output prior and the `weighted` baseline.
+
+A radiance estimate per frame (its linear values over its exposure ratio) is averaged with weights
+that follow the noise and the scene:
+
+- level: a hat function of the frame's own level (flat in the middle, zero at black and at
+  clipping), zero where the frame clips;
+- exposure: times the ratio t_i / t_ref. Shot noise makes frame i's radiance variance ~ 1 / t_i,
+  so inverse-variance weights grow with the exposure (Robertson's estimator does the same). In
+  the shadows of a bracket this is what a merge is for: the long frame's samples carry a fraction
+  of the reference's noise;
+- agreement: a frame counts only where it agrees with the reference (moving objects, residual
+  misalignment), so the reference's content wins where the scene changed. Frame i is brought to
+  the reference's exposure, clipped like the reference would be, and compared in the
+  gamma-encoded domain, where one tolerance suits shadows and highlights alike; a highlight that
+  the reference clips agrees with any brighter value. The largest channel difference,
+  box-filtered, decides, so colour channels are never weighted apart.
+
+Where no frame has weight (every frame clipped, or every frame black) the shortest exposure wins
+where the reference is bright and the longest where it is dark, instead of dividing 0 by 0.
+
+It is the output prior of the RGB networks (`emvnet.model`, on the frames warped by the network's
+flow) and the `weighted` baseline (`emvnet.baselines`, on frames pre-aligned by homography), so the
+network is measured against exactly the merge it refines (MODEL_CARD.md has the figures).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ENCODING_GAMMA = 2.2  # the comparison domain of the ghost test
+# Gamma-encoded difference at which a frame is trusted only exp(-1) as much as a consistent one:
+# above JPEG and sensor noise of well-exposed samples, below any real object's edge.
+GHOST_TOLERANCE = 0.08
+GHOST_WINDOW = 5  # box filter side of the ghost test's difference map
+# From this many frames (tripod sequences, typically) the ghost test's tolerance widens with the
+# noise measured between each frame and the reference (`agreement`, noise_k): with a fixed
+# tolerance the noisy reference's shadows reject the clean long exposures (figures for the dev
+# set's 16-exposure captures in MODEL_CARD.md). Short brackets keep the fixed tolerance: on the
+# 3-frame dynamic dev scenes the noise-aware one let motion in the shadows through (-2 dB).
+LONG_BRACKET = 5
+LONG_NOISE_K = 5.0
+NOISE_BINS = 16  # reference levels at which the noise-aware ghost test measures noise
+NOISE_SAMPLES = 1 << 18  # pixels (strided) the noise statistics read per frame pair
+NOISE_MIN_SAMPLES = 64  # fewer samples in a level bin: its noise is interpolated from neighbours
+
+
+def hat(level: Tensor) -> Tensor:
+    """Weight of a sample by its level in [0, 1]: flat in the middle, zero at black and clipping."""
+    return 1.0 - (2.0 * level.clamp(0.0, 1.0) - 1.0).abs().pow(4)
+
+
+def _noise_levels(diff: Tensor, level: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Per level bin of the reference: median (bias) and robust spread (noise) of a difference map.
+
+    diff (C, H, W) signed, level (H, W) in [0, 1], valid (H, W) bool. Returns (NOISE_BINS, C) bias
+    and (NOISE_BINS,) sigma (the largest channel's 1.4826 x MAD), empty bins interpolated from their
+    neighbours. Medians are robust: a moving object or an edge shifts them only when it covers half
+    of a level's pixels.
+    """
+    step = max(1, int((level.numel() / NOISE_SAMPLES) ** 0.5))
+    d = diff[:, ::step, ::step].flatten(1)  # (C, m)
+    bins = (level[::step, ::step].flatten() * NOISE_BINS).long().clamp(0, NOISE_BINS - 1)
+    ok = valid[::step, ::step].flatten()
+    c = diff.shape[0]
+    bias = torch.zeros(NOISE_BINS, c, dtype=diff.dtype)
+    sigma = torch.full((NOISE_BINS,), float("nan"), dtype=diff.dtype)
+    for k in range(NOISE_BINS):
+        x = d[:, ok & (bins == k)]
+        if x.shape[1] < NOISE_MIN_SAMPLES:
+            continue
+        med = x.median(1).values
+        bias[k] = med
+        sigma[k] = 1.4826 * (x - med[:, None]).abs().median(1).values.max()
+    known = ~torch.isnan(sigma)
+    if not known.any():
+        return bias, torch.zeros_like(sigma)
+    idx = torch.arange(NOISE_BINS, dtype=diff.dtype)
+    filled = np.interp(idx.numpy(), idx[known].numpy(), sigma[known].numpy())
+    return bias, torch.from_numpy(filled).to(diff.dtype)
+
+
+def agreement(
+    radiance: Tensor,
+    clipped: Tensor | None = None,
+    tolerance: float = GHOST_TOLERANCE,
+    noise_k: float = 0.0,
+    debias: bool = False,
+) -> Tensor:
+    """(B, n, 1, H, W) agreement of each frame with the reference (index 0): 1 = consistent, ~0 = a ghost.
+
+    radiance (B, n, C, H, W): every frame in reference units, the reference first. With `noise_k`
+    > 0 (needs `clipped`), the tolerance of each frame widens with the noise measured between it
+    and the reference at each level, sqrt(tol^2 + (k sigma)^2), and the difference is box-filtered
+    signed, so noise averages out where a real change does not.
+    """
+    b, n, c, h, w = radiance.shape
+    enc = radiance.clamp(1e-6, 1.0).pow(1.0 / ENCODING_GAMMA)  # clipped as the reference clips
+    pad = GHOST_WINDOW // 2
+    if noise_k <= 0.0:
+        diff = (enc[:, 1:] - enc[:, :1]).abs().amax(2).reshape(b * (n - 1), 1, h, w)
+        diff = F.avg_pool2d(diff, GHOST_WINDOW, 1, pad, count_include_pad=False)
+        others = torch.exp(-((diff.view(b, n - 1, 1, h, w) / tolerance) ** 2))
+        return torch.cat([torch.ones_like(others[:, :1]), others], 1)
+    assert clipped is not None, "the noise-aware test measures noise where nothing clips"
+    signed = (enc[:, 1:] - enc[:, :1]).reshape(b * (n - 1), c, h, w)
+    signed = F.avg_pool2d(signed, GHOST_WINDOW, 1, pad, count_include_pad=False).view(b, n - 1, c, h, w)
+    level = enc[:, 0].mean(1)  # (B, H, W) the reference's encoded level
+    bins = (level * NOISE_BINS).long().clamp(0, NOISE_BINS - 1)
+    blocked = clipped.amax(2) > 0.5  # (B, n, H, W)
+    agree = torch.ones(b, n, 1, h, w, dtype=radiance.dtype)
+    for j in range(b):
+        for i in range(1, n):
+            d = signed[j, i - 1]
+            bias, sigma = _noise_levels(d, level[j], ~(blocked[j, 0] | blocked[j, i]))
+            if debias:
+                d = d - bias[bins[j]].permute(2, 0, 1)
+            tol = torch.sqrt(tolerance**2 + (noise_k * sigma[bins[j]]) ** 2)
+            agree[j, i, 0] = torch.exp(-((d.abs().amax(0) / tol) ** 2))
+    return agree
+
+
+def merge_weights(lin: Tensor, clipped: Tensor, ratios: Tensor, deghost: bool = True) -> Tensor:
+    """(B, n, C, H, W) weights of the weighted merge; the reference first.
+
+    lin (B, n, C, H, W) linear frames in [0, 1] of their own exposure; clipped (B, n, 1 or C, H, W)
+    in [0, 1] (1 = no information: clipped, or outside the frame after a warp); ratios (B, n).
+    """
+    b, n = ratios.shape
+    r = ratios.to(lin.dtype).view(b, n, 1, 1, 1)
+    weight = hat(lin) * (1.0 - clipped) * r
+    if deghost and n > 1:
+        noise_k = LONG_NOISE_K if n >= LONG_BRACKET else 0.0
+        weight = weight * agreement(lin / r, clipped, noise_k=noise_k)
+    darkest = F.one_hot(ratios.argmin(1), n).to(lin.dtype).view(b, n, 1, 1, 1)
+    brightest = F.one_hot(ratios.argmax(1), n).to(lin.dtype).view(b, n, 1, 1, 1)
+    bright = (lin[:, :1] > 0.5).to(lin.dtype)  # (B, 1, C, H, W) where the reference is bright
+    return weight + 1e-4 * (darkest * bright + brightest * (1.0 - bright))
+
+
+def merge(lin: Tensor, clipped: Tensor, ratios: Tensor, deghost: bool = True) -> Tensor:
+    """(B, C, H, W) radiance in reference units: the weighted merge of `merge_weights`' inputs."""
+    b, n = ratios.shape
+    weight = merge_weights(lin, clipped, ratios, deghost)
+    radiance = lin / ratios.to(lin.dtype).view(b, n, 1, 1, 1)
+    return (weight * radiance).sum(1) / weight.sum(1)
