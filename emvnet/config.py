@@ -134,9 +134,9 @@ class ModelConfig:
 
 
 def _prior(task: Task) -> Prior:
-    # RGB weights are trained on the weighted merge; the raw-domain ones still on the reference-first
-    # merge they shipped with (their retrain on the weighted prior is open: MODEL_CARD.md).
-    return "weighted" if task == "rgb" else "reference"
+    # RGB and raw HDR weights are trained on the weighted merge; E2E-ISP still on the reference-first
+    # merge it shipped with (its retrain on the weighted prior is open: MODEL_CARD.md).
+    return "reference" if task == "isp" else "weighted"
 
 
 def _paper(name: str, task: Task, n_rrdb: int, hourglass: int) -> ModelConfig:

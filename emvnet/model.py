@@ -166,7 +166,7 @@ class EMVNet(nn.Module):
         for k in chosen:
             flow, ctx = self._select(self.scores[k](volumes[k]), volumes[k], n)
             residual = self.decoders[k](feats, flow, ctx, self.config.feature_down)
-            prior = self._prior(lin, sat_any, ratios, flow, display)  # (B, C_out, H s, W s)
+            prior = self._prior(lin, sat, ratios, flow, display)  # (B, C_out, H s, W s)
             y = (prior + EPS) * torch.exp(residual.float().clamp(-MAX_LOG_RESIDUAL, MAX_LOG_RESIDUAL))
             s = self.config.out_scale
             outs.append((y - EPS).clamp_min(0)[..., : h0 * s, : w0 * s])
@@ -192,13 +192,16 @@ class EMVNet(nn.Module):
         """Classical merge of the flow-aligned frames in reference units (the residual's base);
         for E2E-ISP, that merge demosaiced and through the display curve (`emvnet.isp_prior`)."""
         b, n, c, h, w = lin.shape
+        if self.config.prior == "reference":
+            sat = sat.amax(2, keepdim=True)  # (B, n, 1, H, W) a pixel clips if any channel does
+        cs = sat.shape[2]  # the weighted merge masks each colour channel on its own
         flow_full = _upsample(flow.flatten(0, 1), (h, w))  # (B*(n-1), 2, H, W) input px
-        stack = torch.cat([lin[:, 1:], sat[:, 1:]], 2).flatten(0, 1).float()  # (B*(n-1), C+1, H, W)
-        moved = warp(stack, flow_full)  # (B*(n-1), C+1, H, W)
-        moved = moved.view(b, n - 1, c + 1, h, w)  # (B, n-1, C+1, H, W)
+        stack = torch.cat([lin[:, 1:], sat[:, 1:]], 2).flatten(0, 1).float()  # (B*(n-1), C+C_s, H, W)
+        moved = warp(stack, flow_full)  # (B*(n-1), C+C_s, H, W)
+        moved = moved.view(b, n - 1, c + cs, h, w)  # (B, n-1, C+C_s, H, W)
         frames = torch.cat([lin[:, :1].float(), moved[:, :, :c]], 1)  # (B, n, C, H, W)
         # The warped mask stays soft: a threshold would make the prior jump with sub-pixel flow changes.
-        clipped = torch.cat([sat[:, :1].float(), moved[:, :, c:].clamp(0, 1)], 1)  # (B, n, 1, H, W)
+        clipped = torch.cat([sat[:, :1].float(), moved[:, :, c:].clamp(0, 1)], 1)  # (B, n, C_s, H, W)
         norm = frames / ratios.float().view(b, n, 1, 1, 1)  # (B, n, C, H, W) reference units
         if self.config.prior == "weighted":  # weights are statistics of the inputs: no gradient
             weight = fusion.merge_weights(frames.detach(), clipped.detach(), ratios.float())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -94,15 +96,15 @@ def test_untrained_network_returns_the_weighted_merge() -> None:
     lin, sat, ratios, gains = _inputs(model, 3, 24, 32)
     with torch.no_grad():
         (y,) = model(lin, sat, ratios, gains)
-    expected = fusion.merge(lin, sat.amax(2, keepdim=True), ratios)
+    expected = fusion.merge(lin, sat, ratios)  # each colour channel masked on its own
     torch.testing.assert_close(y, expected, rtol=1e-3, atol=1e-4)
     assert (y >= 0).all()
 
 
 def test_reference_prior_returns_the_reference() -> None:
-    """The "reference" prior (the raw-domain weights'): the reference wherever it does not clip."""
-    model = build_model("emvnet-fast-raw", seed=0)
-    assert model.config.prior == "reference"
+    """The "reference" prior (the E2E-ISP weights'): the reference wherever it does not clip."""
+    assert variant("emvnet-fast-isp").prior == "reference"
+    model = build_model(replace(variant("emvnet-fast-raw"), prior="reference"), seed=0)
     lin, sat, ratios, gains = _inputs(model, 3, 24, 32)
     with torch.no_grad():
         (y,) = model(lin, sat, ratios, gains)
