@@ -131,6 +131,11 @@ def merge_weights(lin: Tensor, clipped: Tensor, ratios: Tensor, deghost: bool = 
     """
     b, n = ratios.shape
     r = ratios.to(lin.dtype).view(b, n, 1, 1, 1)
+    # The reference counts in no channel where any of its channels clips: a channel taken from
+    # another frame next to one taken from the reference mixes two instants where something moved
+    # (yellow speckles on sunlit water). Other frames are masked per channel.
+    ref_clipped = clipped[:, :1].amax(2, keepdim=True).expand_as(clipped[:, :1])
+    clipped = torch.cat([ref_clipped, clipped[:, 1:].expand(-1, -1, lin.shape[2], -1, -1)], 1)
     weight = hat(lin) * (1.0 - clipped) * r
     if deghost and n > 1:
         noise_k = LONG_NOISE_K if n >= LONG_BRACKET else 0.0

@@ -190,7 +190,11 @@ class EMVNet(nn.Module):
         self, lin: Tensor, sat: Tensor, ratios: Tensor, flow: Tensor, display: Tensor | None
     ) -> Tensor:
         """Classical merge of the flow-aligned frames in reference units (the residual's base);
-        for E2E-ISP, that merge demosaiced and through the display curve (`emvnet.isp_prior`)."""
+        for E2E-ISP, that merge demosaiced and through the display curve (`emvnet.isp_prior`).
+
+        `sat` (B, n, C, H, W) is the per-channel clip mask: the weighted merge keeps another
+        frame's unclipped channels where one of its channels clips (`fusion.merge_weights`; the
+        reference counts in no channel where any of its channels clips)."""
         b, n, c, h, w = lin.shape
         if self.config.prior == "reference":
             sat = sat.amax(2, keepdim=True)  # (B, n, 1, H, W) a pixel clips if any channel does

@@ -69,3 +69,18 @@ def test_long_noisy_bracket_keeps_its_clean_frames(monkeypatch: pytest.MonkeyPat
     region = (slice(24, 46), slice(34, 66))
     # measured: 36.2 vs 16.8 dB where the object moved
     assert psnr_mu(aware[region], scene[region]) > psnr_mu(ghosted[region], scene[region]) + 10.0
+
+
+def test_where_the_reference_clips_every_channel_comes_from_one_instant() -> None:
+    """The reference clips in red only; the other frame saw something else there (it moved). Green
+    and blue must not stay the reference's while red comes from the other frame: that mix is the
+    colour speckle of sunlit water. All three come from the other frame, as one colour."""
+    ref = np.full((1, 8, 8, 3), 0.3, np.float32)
+    ref[0, 2:6, 2:6] = (1.0, 0.6, 0.6)  # clipped in red
+    other = np.full((1, 8, 8, 3), 0.15, np.float32)  # half the exposure: consistent with 0.3...
+    other[0, 2:6, 2:6] = (0.2, 0.05, 0.05)  # ...except where the scene changed
+    lin = np.concatenate([ref, other])
+    x = torch.from_numpy(lin).permute(0, 3, 1, 2)[None]
+    clipped = (x >= 0.99).float()  # per channel: the reference's red only
+    out = fusion.merge(x, clipped, torch.tensor([[1.0, 0.5]]))[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(out[3:5, 3:5], np.broadcast_to([0.4, 0.1, 0.1], (2, 2, 3)), rtol=1e-3)
