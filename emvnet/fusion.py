@@ -142,7 +142,9 @@ def merge_weights(lin: Tensor, clipped: Tensor, ratios: Tensor, deghost: bool = 
         weight = weight * agreement(lin / r, clipped, noise_k=noise_k)
     darkest = F.one_hot(ratios.argmin(1), n).to(lin.dtype).view(b, n, 1, 1, 1)
     brightest = F.one_hot(ratios.argmax(1), n).to(lin.dtype).view(b, n, 1, 1, 1)
-    bright = (lin[:, :1] > 0.5).to(lin.dtype)  # (B, 1, C, H, W) where the reference is bright
+    # Where the reference is bright or clips in any channel (it then counts in none), the shortest
+    # frame is the fallback, else the longest: one choice per pixel, like the clip rule above.
+    bright = ((lin[:, :1] > 0.5).to(lin.dtype).amax(2, keepdim=True) + ref_clipped[:, :, :1]).clamp(max=1.0)
     return weight + 1e-4 * (darkest * bright + brightest * (1.0 - bright))
 
 
