@@ -50,7 +50,8 @@ NOISE_MIN_SAMPLES = 64  # fewer samples in a level bin: its noise is interpolate
 
 def hat(level: Tensor) -> Tensor:
     """Weight of a sample by its level in [0, 1]: flat in the middle, zero at black and clipping."""
-    return 1.0 - (2.0 * level.clamp(0.0, 1.0) - 1.0).abs().pow(4)
+    centred = (2.0 * level.clamp(0.0, 1.0) - 1.0) ** 2  # two squares: cheaper than abs().pow(4)
+    return 1.0 - centred * centred
 
 
 def _noise_levels(diff: Tensor, level: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
