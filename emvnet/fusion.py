@@ -54,11 +54,11 @@ def hat(level: Tensor) -> Tensor:
     return 1.0 - centred * centred
 
 
-def _noise_levels(diff: Tensor, level: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-    """Per level bin of the reference: median (bias) and robust spread (noise) of a difference map.
+def _noise_levels(diff: Tensor, level: Tensor, valid: Tensor) -> Tensor:
+    """Per level bin of the reference: the robust spread (noise) of a signed difference map.
 
-    diff (C, H, W) signed, level (H, W) in [0, 1], valid (H, W) bool. Returns (NOISE_BINS, C) bias
-    and (NOISE_BINS,) sigma (the largest channel's 1.4826 x MAD), empty bins interpolated from their
+    diff (C, H, W), level (H, W) in [0, 1], valid (H, W) bool. Returns (NOISE_BINS,) sigma (the
+    largest channel's 1.4826 x median absolute deviation), empty bins interpolated from their
     neighbours. Medians are robust: a moving object or an edge shifts them only when it covers half
     of a level's pixels.
     """
@@ -66,22 +66,19 @@ def _noise_levels(diff: Tensor, level: Tensor, valid: Tensor) -> tuple[Tensor, T
     d = diff[:, ::step, ::step].flatten(1)  # (C, m)
     bins = (level[::step, ::step].flatten() * NOISE_BINS).long().clamp(0, NOISE_BINS - 1)
     ok = valid[::step, ::step].flatten()
-    c = diff.shape[0]
-    bias = torch.zeros(NOISE_BINS, c, dtype=diff.dtype)
     sigma = torch.full((NOISE_BINS,), float("nan"), dtype=diff.dtype)
     for k in range(NOISE_BINS):
         x = d[:, ok & (bins == k)]
         if x.shape[1] < NOISE_MIN_SAMPLES:
             continue
         med = x.median(1).values
-        bias[k] = med
         sigma[k] = 1.4826 * (x - med[:, None]).abs().median(1).values.max()
     known = ~torch.isnan(sigma)
     if not known.any():
-        return bias, torch.zeros_like(sigma)
+        return torch.zeros_like(sigma)
     idx = torch.arange(NOISE_BINS, dtype=diff.dtype)
     filled = np.interp(idx.numpy(), idx[known].numpy(), sigma[known].numpy())
-    return bias, torch.from_numpy(filled).to(diff.dtype)
+    return torch.from_numpy(filled).to(diff.dtype)
 
 
 def agreement(
@@ -89,7 +86,6 @@ def agreement(
     clipped: Tensor | None = None,
     tolerance: float = GHOST_TOLERANCE,
     noise_k: float = 0.0,
-    debias: bool = False,
 ) -> Tensor:
     """(B, n, 1, H, W) agreement of each frame with the reference (index 0): 1 = consistent, ~0 = a ghost.
 
@@ -116,9 +112,7 @@ def agreement(
     for j in range(b):
         for i in range(1, n):
             d = signed[j, i - 1]
-            bias, sigma = _noise_levels(d, level[j], ~(blocked[j, 0] | blocked[j, i]))
-            if debias:
-                d = d - bias[bins[j]].permute(2, 0, 1)
+            sigma = _noise_levels(d, level[j], ~(blocked[j, 0] | blocked[j, i]))
             tol = torch.sqrt(tolerance**2 + (noise_k * sigma[bins[j]]) ** 2)
             agree[j, i, 0] = torch.exp(-((d.abs().amax(0) / tol) ** 2))
     return agree
