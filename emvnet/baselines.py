@@ -61,7 +61,7 @@ def merge_weighted(bracket: Bracket, deghost: bool = True, prealign: bool = True
     """
     lin, clipped = bracket.linear, bracket.saturated()
     ratios = np.asarray(bracket.ratios, dtype=np.float64)
-    if prealign and bracket.n > 1:
+    if prealign:
         lin, clipped, _ = align.prealign(lin, clipped, ratios, bracket.reference)
     order = [bracket.reference, *(i for i in range(bracket.n) if i != bracket.reference)]
 

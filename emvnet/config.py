@@ -85,9 +85,10 @@ class ModelConfig:
     volume: VolumeConfig = field(default_factory=VolumeConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     # "weighted": `emvnet.fusion`'s deghosted, noise-weighted merge of the flow-aligned frames;
-    # "reference": the reference wherever it does not clip (the raw-domain weights' prior until
-    # they are retrained on the other; MODEL_CARD.md).
-    prior: Prior = "weighted"
+    # "reference": the reference wherever it does not clip (MODEL_CARD.md). The variants name it
+    # (`_prior`); the default is for checkpoint JSON written before the field existed (session 4),
+    # whose weights were all trained on the reference-first merge.
+    prior: Prior = "reference"
     tile: int = 512  # engine tile side in input pixels; bounds memory
     overlap: int = 64  # engine tile overlap in input pixels; rounded up to `tile_unit`
 

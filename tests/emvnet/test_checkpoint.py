@@ -36,6 +36,15 @@ def test_config_round_trip_keeps_ablation_switches() -> None:
     assert back == config and isinstance(back.volume.exposures, tuple)
 
 
+def test_config_written_before_the_prior_field_keeps_the_reference_prior() -> None:
+    """Checkpoints saved before `prior` existed were trained on the reference-first merge; the
+    variants themselves name their prior (RGB weighted, raw-domain reference)."""
+    data = config_to_dict(variant("emvnet-fast-rgb"))
+    assert data.pop("prior") == "weighted"
+    assert config_from_dict(data).prior == "reference"
+    assert variant("emvnet-fast-raw").prior == "reference"
+
+
 def test_unknown_config_field_is_refused() -> None:
     """A JSON config with an unknown field raises instead of being silently ignored."""
     data = config_to_dict(variant("emvnet-fast-rgb"))
