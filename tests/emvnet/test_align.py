@@ -118,9 +118,10 @@ def test_chained_alignment_reaches_a_far_exposure() -> None:
     assert float(np.abs(err).max()) < 1.0
 
 
-def test_homography_from_one_corner_is_refused() -> None:
-    """Features only in a small part of the frame (the unclipped corner of a long exposure, say)
-    are no evidence of how the whole frame moved: nothing is warped."""
+def test_homography_from_one_corner_is_taken_only_where_it_brings_the_frame_closer() -> None:
+    """Features only in a small part of the frame (the unclipped corner of a long exposure, say):
+    the fit (rough here: few inliers) is taken only because warping by it brings the frame
+    closer to the reference than no warp."""
     ref = _linear()
     h, w = ref.shape[:2]
     corner = np.full_like(ref, 0.5)
@@ -131,4 +132,28 @@ def test_homography_from_one_corner_is_refused() -> None:
     lin = np.stack([frame, corner])
     _, _, found = align.prealign(lin, lin >= 1.0, np.array([1.0, 1.0]), reference=1)
     assert found[0].inliers >= align.MIN_INLIERS  # plenty of matches, all in the corner
-    assert found[0].homography is None
+    assert found[0].homography is not None
+    warped, _ = align.apply(frame, frame >= 1.0, found[0].homography)
+    inside = (slice(10, ch - 10), slice(10, cw - 10))
+    before = np.abs(frame - corner)[inside].mean()
+    assert np.abs(warped - corner)[inside].mean() < align.CLOSER * before
+
+
+def _gray(lin: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(lin.mean(axis=2), 0.0, 1.0) ** (1 / 2.2) * 255).astype(np.uint8)
+
+
+def test_a_warp_that_moves_a_still_picture_is_not_closer() -> None:
+    """The tripod case: a false homography (a 20 px shift fit on a corner) moves every other part
+    of a still picture away from the reference, so it is refused."""
+    ref = _gray(_linear())
+    false = np.array([[1.0, 0.0, 20.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert not align._closer(ref.copy(), ref, false)
+
+
+def test_the_true_motion_is_closer() -> None:
+    ref_lin = _linear()
+    truth = np.array([[1.0, 0.0, 9.0], [0.0, 1.0, -5.0], [0.0, 0.0, 1.0]])
+    src = _gray(_moved(ref_lin, np.linalg.inv(truth), 1.0))
+    assert align._closer(src, _gray(ref_lin), truth)
+    assert not align._closer(src, _gray(ref_lin), np.linalg.inv(truth))  # the wrong way round
