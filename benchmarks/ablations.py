@@ -9,6 +9,8 @@ below the shipped run's, so the numbers rank the variants; they are not the ship
     emvnet devset ../shared/data/hdr/dev --out data/dev
     python benchmarks/ablations.py --dev data/dev --out runs/ablations            # every row
     python benchmarks/ablations.py --rows full no-motion --steps 200              # a quick look
+    # on a GPU machine, the shipped run's data (128 px, batch 8, 2-4 pre-aligned frames); score later
+    python benchmarks/ablations.py --device cuda --workers 12 --scale shipped --steps 1000 --train-only
 
 Rows (Table 3 rows use the shipped objective L_c + 0.1 L_s; Table 4 rows the paper's Eq. 4 weights
 for the terms they switch on: L_p 1, L_a 0.001, L_c 0.001 with L_p else 1, L_s 0.25):
@@ -70,23 +72,44 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 
 
-def row_config(name: str, steps: int) -> TrainConfig:
+SCALES = {
+    "small": "96 px crops, batch 4, 3 frames",
+    "shipped": "128 px crops, batch 8, 2-4 pre-aligned frames (the shipped run's data)",
+}
+
+
+def row_config(
+    name: str, steps: int, scale: str = "small", device: str = "cpu", workers: int | None = None
+) -> TrainConfig:
     base = load_config(BASE)
     _, volume, loss = ROWS[name]
     model = replace(base.model, volume=replace(base.model.volume, **volume))
-    # Pinned to the settings the MODEL_CARD figures were made with (before the shipped config
-    # turned on pre-aligned training and 2 threads), so the command reproduces them.
-    data = replace(
-        base.data, size=96, batch=4, frame_counts=(3,), val_samples=8, val_size=128, prealign=False
+    if scale == "small":
+        # Pinned to the settings the MODEL_CARD's CPU figures were made with (before the shipped
+        # config turned on pre-aligned training and 2 threads), so the command reproduces them.
+        data = replace(
+            base.data, size=96, batch=4, frame_counts=(3,), val_samples=8, val_size=128, prealign=False
+        )
+    else:
+        data = replace(base.data, val_samples=8, val_size=128)
+    if workers is not None:
+        data = replace(data, workers=workers)
+    run = replace(
+        base.run,
+        steps=steps,
+        val_every=steps,
+        checkpoint_every=steps,
+        export="last",
+        threads=1 if device == "cpu" else base.run.threads,
+        device=device,  # type: ignore[arg-type]
     )
-    run = replace(base.run, steps=steps, val_every=steps, checkpoint_every=steps, export="last", threads=1)
     optim = replace(base.optim, halve_every=max(1, steps // 2))
     return replace(base, model=model, loss=replace(PAPER, **loss), data=data, run=run, optim=optim)
 
 
-def score(stem: Path, dev: Path, prealign: Prealign = "auto") -> dict[str, float]:
+def score(stem: Path, dev: Path, prealign: Prealign = "auto", device: str = "cpu") -> dict[str, float]:
     """Mean PSNR-mu / PSNR-l of a checkpoint on the dev set's dynamic scenes, known exposures."""
-    merger = NetworkMerger(checkpoint.load(stem), "cpu", prealign=prealign)
+    merger = NetworkMerger(checkpoint.load(stem), device, prealign=prealign)
     rows = []
     for scene in find_scenes(dev):
         if not scene.name.startswith("dynamic") or scene.ground_truth is None:
@@ -103,13 +126,13 @@ def score(stem: Path, dev: Path, prealign: Prealign = "auto") -> dict[str, float
     }
 
 
-def markdown(results: dict[str, dict[str, Any]], steps: int, prealign: str) -> str:
+def markdown(results: dict[str, dict[str, Any]], steps: int, prealign: str, scale: str = "small") -> str:
     titles = {
         "3": "Table 3 (matching volume switches; objective L_c + 0.1 L_s)",
         "4": "Table 4 (loss terms; the paper's Eq. 4 weights)",
     }
     parts = [
-        f"Small-scale ablations: {steps} steps, 96 px crops, batch 4, 3 frames; dev set dynamic scenes, "
+        f"Small-scale ablations: {steps} steps, {SCALES[scale]}; dev set dynamic scenes, "
         f"pre-alignment {prealign}.",
         "",
     ]
@@ -138,6 +161,12 @@ def main() -> int:
         default="auto",
         help="the engine's ORB+ECC pre-alignment when scoring (off: the volume's motion search alone)",
     )
+    parser.add_argument("--scale", choices=list(SCALES), default="small", help="training data per row")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the rows train")
+    parser.add_argument("--workers", type=int, default=None, help="data workers (default: the config's)")
+    parser.add_argument(
+        "--train-only", action="store_true", help="train the rows, score later (rerun without this flag)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "ablations" if args.prealign == "auto" else f"ablations-prealign-{args.prealign}"
@@ -146,15 +175,25 @@ def main() -> int:
     for name in args.rows:
         run_dir = args.out / name
         # A finished row is only re-scored (e.g. with another --prealign): resume stops at once.
-        result = train(row_config(name, args.steps), run_dir, resume=run_dir.exists(), progress=True)
+        cfg = row_config(name, args.steps, args.scale, args.device, args.workers)
+        result = train(cfg, run_dir, resume=run_dir.exists(), progress=True)
         if result.export is None:
             raise SystemExit(f"{name}: the run stopped before exporting; rerun to resume it")
-        results[name] = {**score(result.export, args.dev, args.prealign), "train_seconds": result.seconds}
+        if args.train_only:
+            print(f"{name}: trained {result.seconds:.0f} s", flush=True)
+            continue
+        results[name] = {
+            **score(result.export, args.dev, args.prealign, args.device),
+            "train_seconds": result.seconds,
+        }
         print(f"{name}: PSNR-mu {results[name]['psnr_mu']:.2f} dB", flush=True)
         results_path.write_text(json.dumps(results, indent=2))
+    if args.train_only:
+        return 0
     ordered = {name: results[name] for name in ROWS if name in results}
-    (args.out / f"{stem}.md").write_text(markdown(ordered, args.steps, args.prealign))
-    print(markdown(ordered, args.steps, args.prealign))
+    text = markdown(ordered, args.steps, args.prealign, args.scale)
+    (args.out / f"{stem}.md").write_text(text)
+    print(text)
     return 0
 
 

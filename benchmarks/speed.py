@@ -12,6 +12,10 @@ randomized (an untrained head returns the prior).
 
     python benchmarks/speed.py                     # everything at the default sizes
     python benchmarks/speed.py --variants emvnet-fast-rgb --sizes 1mp 12mp --repeats 5
+    python benchmarks/speed.py --device cuda --variants emvnet-fast-rgb emvnet-paper-rgb --batches 1 4 16
+
+On CUDA the networks run there (bf16 autocast by default) and the memory column is the GPU's peak
+allocation; the OpenCV baselines stay on the CPU.
 """
 
 from __future__ import annotations
@@ -67,42 +71,55 @@ def _bracket(h: int, w: int, layout: str, blind: bool, seed: int = 0):
     return make_bracket(frames, None if blind else TIMES, reference=1)
 
 
-def _merger(name: str, prealign: str):
+def _merger(name: str, prealign: str, device: str):
     from emvnet import registry
     from emvnet.engine import NetworkMerger
 
     if name.startswith("emvnet-"):
-        return NetworkMerger.random(name, prealign=prealign)  # type: ignore[arg-type]
+        return NetworkMerger.random(name, device=device, prealign=prealign)  # type: ignore[arg-type]
     return registry.get(name).build("cpu")
 
 
 def _case(
-    name: str, size: str, batch: int, repeats: int, blind: bool, prealign: str, queue: mp.Queue
+    name: str, size: str, batch: int, repeats: int, blind: bool, prealign: str, device: str, queue: mp.Queue
 ) -> None:
-    """Runs in a child process: warm up on 0.25 MP, then time `repeats` merges; report median and RSS."""
+    """Runs in a child process: warm up on 0.25 MP, then time `repeats` merges; report median and
+    peak memory (the process's RSS; on CUDA the GPU's peak allocation)."""
     import torch
 
     torch.set_num_threads(torch.get_num_threads())
-    merger = _merger(name, prealign)
+    merger = _merger(name, prealign, device)
     layout = "rgb" if name in BASELINES or name.endswith("-rgb") else "rggb"
     merger.merge([_bracket(*SIZES["0.25mp"], layout, blind)])  # warm-up (oneDNN kernels, allocator)
     brackets = [_bracket(*SIZES[size], layout, blind, seed=k) for k in range(batch)]
     _ = [b.linear for b in brackets]  # linearization is input decoding, not merging
+    gpu = device.startswith("cuda") and name.startswith("emvnet-")
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        merger.merge(brackets)
+        merger.merge(brackets)  # returns host arrays: the GPU's work is done when it returns
         times.append(time.perf_counter() - t0)
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    queue.put((statistics.median(times), min(times), rss_gb))
+    if gpu:
+        peak_gb = torch.cuda.max_memory_allocated() / 1024**3
+    else:
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    queue.put((statistics.median(times), min(times), peak_gb))
 
 
 def run_case(
-    name: str, size: str, batch: int = 1, repeats: int = 3, blind: bool = False, prealign: str = "off"
+    name: str,
+    size: str,
+    batch: int = 1,
+    repeats: int = 3,
+    blind: bool = False,
+    prealign: str = "off",
+    device: str = "cpu",
 ):
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()
-    proc = ctx.Process(target=_case, args=(name, size, batch, repeats, blind, prealign, queue))
+    proc = ctx.Process(target=_case, args=(name, size, batch, repeats, blind, prealign, device, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -169,6 +186,7 @@ def main() -> None:
     )
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 2, 4])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for the networks")
     args = parser.parse_args()
 
     import torch
@@ -176,6 +194,8 @@ def main() -> None:
     bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     cpu = torch.backends.cpu.get_cpu_capability()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {cpu}, native bf16: {bf16}")
+    if args.device.startswith("cuda"):
+        print(f"networks on {torch.cuda.get_device_name(args.device)} (peak memory column: GPU allocation)")
     print(
         f"3-frame brackets, known exposure times unless noted; median (and min) of {args.repeats} runs "
         "after a warm-up; min shows the cost when other processes share the cores\n"
@@ -193,7 +213,7 @@ def main() -> None:
             if name == "emvnet-fast-rgb":
                 modes += [("blind", True, "off"), ("known+prealign", False, "auto")]
             for label, blind, prealign in modes:
-                seconds, fastest, rss = run_case(name, size, 1, repeats, blind, prealign)
+                seconds, fastest, rss = run_case(name, size, 1, repeats, blind, prealign, args.device)
                 mpx = SIZES[size][0] * SIZES[size][1] / 1e6
                 cols = f"{seconds:8.2f} {seconds / mpx:7.3f} {fastest / mpx:9.3f} {rss:12.2f}"
                 print(f"{name:20s} {size:>6s} {label:>14s} {cols}", flush=True)
@@ -201,7 +221,9 @@ def main() -> None:
         print("\nbatch scaling, emvnet-fast-rgb, 1 MP brackets in one merge call (engine chunks to ~1 MP)")
         print(f"{'batch':>5s} {'s/batch':>8s} {'s/MP':>7s} {'min s/MP':>9s} {'peak RSS GB':>12s}")
         for batch in args.batches:
-            seconds, fastest, rss = run_case("emvnet-fast-rgb", "1mp", batch, args.repeats)
+            seconds, fastest, rss = run_case(
+                "emvnet-fast-rgb", "1mp", batch, args.repeats, device=args.device
+            )
             print(
                 f"{batch:5d} {seconds:8.2f} {seconds / batch:7.3f} {fastest / batch:9.3f} {rss:12.2f}",
                 flush=True,
