@@ -71,7 +71,8 @@ def _noise_levels(diff: Tensor, level: Tensor, valid: Tensor) -> Tensor:
     of a level's pixels.
     """
     step = max(1, int((level.numel() / NOISE_SAMPLES) ** 0.5))
-    # A few thousand strided samples: the CPU sorts them faster than a GPU launches 16 medians.
+    # Strided samples (NOISE_SAMPLES at most) on the CPU whatever the frames' device: the bins end in
+    # NumPy's interpolation.
     d = diff[:, ::step, ::step].flatten(1).float().cpu()  # (C, m)
     bins = (level[::step, ::step].flatten() * NOISE_BINS).long().clamp(0, NOISE_BINS - 1).cpu()
     ok = valid[::step, ::step].flatten().cpu()

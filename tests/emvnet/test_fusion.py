@@ -39,6 +39,24 @@ def test_ghost_is_rejected_and_reference_kept() -> None:
     np.testing.assert_allclose(out[28:, 28:], scene[0, 28:, 28:], rtol=1e-4)
 
 
+def test_reference_weight_has_a_floor_in_short_brackets_only() -> None:
+    """In the deep shadows the reference keeps REFERENCE_FLOOR of weight where it does not clip,
+    so a longer frame the ghost test half-rejects cannot take the pixel over; long brackets (the
+    noise-aware test) and clipped references get no floor."""
+    ref = np.full((1, 8, 8, 3), 0.003, np.float32)  # deep shadow: hat ~0.02
+    others = [ref * 4, ref * 16]
+    w = fusion.merge_weights(*_tensors(np.concatenate([ref, *others]), [1.0, 4.0, 16.0]), deghost=False)
+    assert torch.allclose(w[0, 0], torch.tensor(fusion.REFERENCE_FLOOR))
+    assert float(fusion.hat(torch.tensor(0.003))) < fusion.REFERENCE_FLOOR / 4
+    n = fusion.LONG_BRACKET
+    lin = np.concatenate([ref * 2.0**k for k in range(n)])
+    w = fusion.merge_weights(*_tensors(lin, [2.0**k for k in range(n)]), deghost=False)
+    assert torch.allclose(w[0, 0], fusion.hat(torch.tensor(0.003)), atol=1e-6)
+    clipped = np.concatenate([np.ones_like(ref), ref * 0.25])
+    w = fusion.merge_weights(*_tensors(clipped, [1.0, 0.25]), deghost=False)
+    assert float(w[0, 0].max()) < 1e-3  # only the 1e-4 fallback
+
+
 def test_all_clipped_or_black_pixels_stay_finite() -> None:
     """Every frame clipped -> the shortest frame's value; every frame black -> 0, never NaN."""
     lin = np.stack([np.ones((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32)])
