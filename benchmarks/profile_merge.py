@@ -65,8 +65,11 @@ def main() -> int:
             stages["forward"].append(t2 - t1)
             stages["merge"].append(t3 - t2)
         med = {k: statistics.median(v) for k, v in stages.items()}
+        label = str(merger.tile)
+        if merger._cuda_passes:  # no tile given on CUDA: the engine measured one
+            label = f"auto = {next(iter(merger._cuda_passes.values()))[0]}"
         print(
-            f"{args.model} {args.size} on {args.device}, tile {merger.tile}: merge {med['merge']:.3f} s "
+            f"{args.model} {args.size} on {args.device}, tile {label}: merge {med['merge']:.3f} s "
             f"(inputs {med['inputs']:.3f} s, tiled forward {med['forward']:.3f} s), median of {args.repeats}",
             flush=True,
         )

@@ -8,7 +8,11 @@
   every bracket of the batch at once, and its output is blended into the canvas with a raised-cosine
   ramp across each overlap (weights of neighbours sum to 1, so seams vanish). Memory is bounded by
   the tile size. The network has no global statistics, and the exposure ratios are computed per
-  bracket before tiling, so every tile sees the same normalization.
+  bracket before tiling, so every tile sees the same normalization. On CUDA, unless a tile is
+  given, the tile grows with the GPU's free memory (`cuda_pass`): a pass at the variant's tile is
+  measured once per input shape and the largest tile whose pass fits CUDA_MEMORY_SHARE of the
+  free memory is used, up to CUDA_MAX_TILE. On an H200 a 12 MP merge of emvnet-fast-rgb took
+  0.39 s in one 4096 px pass against 1.02 s in 1024 px tiles (`benchmarks/profile_merge.py`).
 - Batching: brackets of one shape, frame count and layout run in one forward pass (B = brackets),
   in chunks of at most `max_pass_pixels` (batch x tile area). On CPU the budget is ~1 MP: a
   2-bracket forward pass of 1 MP each measured 1.4 s/MP against 0.66 s/MP one at a time, because
@@ -45,6 +49,20 @@ log = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Prealign = Literal["auto", "off"]
+CUDA_MAX_PASS_PIXELS = 16 << 20  # batch x tile area of one pass on CUDA, at most
+CUDA_MAX_TILE = 4096  # a 12 MP frame in one pass
+CUDA_MEMORY_SHARE = 0.5  # of the GPU's free memory, for one pass (the rest: other models, fragmentation)
+
+
+def cuda_pass(
+    tile: int, unit: int, bytes_per_pixel: float, free_bytes: int, max_pixels: int = CUDA_MAX_PASS_PIXELS
+) -> tuple[int, int]:
+    """(tile side, pass pixels) for a CUDA device with `free_bytes` free, given the memory one pixel
+    of a pass took at the variant's `tile`: never below that tile, a multiple of `unit`."""
+    pixels = int(min(max_pixels, CUDA_MEMORY_SHARE * free_bytes / max(bytes_per_pixel, 1.0)))
+    side = min(CUDA_MAX_TILE, unit * (math.isqrt(max(pixels, 0)) // unit))
+    side = max(tile, side)
+    return side, max(pixels, side * side)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -141,7 +159,12 @@ class NetworkMerger:
         if not 0 <= 2 * self.overlap < self.tile:
             raise ValueError(f"overlap {self.overlap} must be under half the tile {self.tile}")
         self.prealign = prealign
-        self.max_pass_pixels = max_pass_pixels or (16 << 20 if self.device.type == "cuda" else 1100_000)
+        cuda = self.device.type == "cuda"
+        self.max_pass_pixels = max_pass_pixels or (CUDA_MAX_PASS_PIXELS if cuda else 1100_000)
+        # (frames, channels, gains shape, display) -> (tile, pass pixels) measured on this GPU
+        self._cuda_passes: dict[tuple[object, ...], tuple[int, int]] | None = (
+            {} if cuda and tile is None and max_pass_pixels is None else None
+        )
         to_channels_last(model.to(self.device).eval())
         self.model = model
         self._forward: Callable[..., list[torch.Tensor]] = torch.compile(model) if compile else model
@@ -215,26 +238,60 @@ class NetworkMerger:
         s = self.config.out_scale
         if h <= self.tile and w <= self.tile:
             return self._tile(lin, sat, ratios, gains, display)
+        tile, pass_pixels = self.tile, self.max_pass_pixels
+        if self._cuda_passes is not None:
+            tile, pass_pixels = self._measured_pass(lin, sat, ratios, gains, display)
+            if h <= tile and w <= tile:
+                return self._tile(lin, sat, ratios, gains, display, pass_pixels)
         unit = self.config.tile_unit
-        ys, th = _starts(h, self.tile, self.overlap, unit)
-        xs, tw = _starts(w, self.tile, self.overlap, unit)
+        ys, th = _starts(h, tile, self.overlap, unit)
+        xs, tw = _starts(w, tile, self.overlap, unit)
         out = torch.zeros(b, self.config.out_channels, h * s, w * s)
         total = torch.zeros(h * s, w * s)  # sum of blending weights (1 except where 3 tiles meet)
         for ky, y0 in enumerate(ys):
             for kx, x0 in enumerate(xs):
                 y1, x1 = min(y0 + th, h), min(x0 + tw, w)
-                part = self._tile(lin[..., y0:y1, x0:x1], sat[..., y0:y1, x0:x1], ratios, gains, display)
+                part = self._tile(
+                    lin[..., y0:y1, x0:x1], sat[..., y0:y1, x0:x1], ratios, gains, display, pass_pixels
+                )
                 weight = torch.from_numpy(np.outer(_ramp(h, ys, th, ky, s), _ramp(w, xs, tw, kx, s)))
                 out[..., y0 * s : y1 * s, x0 * s : x1 * s] += part * weight  # (B, C_out, h_t s, w_t s)
                 total[y0 * s : y1 * s, x0 * s : x1 * s] += weight
         return out / total
 
-    def _tile(
+    def _measured_pass(
         self, lin: Tensor, sat: Tensor, ratios: Tensor, gains: Tensor, display: Tensor | None
+    ) -> tuple[int, int]:
+        """CUDA: (tile, pass pixels) from the memory of one pass of one bracket at the variant's tile."""
+        assert self._cuda_passes is not None
+        key = (lin.shape[1], lin.shape[2], tuple(gains.shape[1:]), display is not None)
+        if key not in self._cuda_passes:
+            t, dev = self.tile, self.device
+            probe = (lin[:1, ..., :t, :t], sat[:1, ..., :t, :t], ratios[:1], gains[:1])
+            torch.cuda.synchronize(dev)
+            base = torch.cuda.memory_allocated(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+            self._tile(*probe, None if display is None else display[:1])
+            used = torch.cuda.max_memory_allocated(dev) - base
+            free, _ = torch.cuda.mem_get_info(dev)
+            pixels = probe[0].shape[-2] * probe[0].shape[-1]
+            self._cuda_passes[key] = cuda_pass(t, self.config.tile_unit, used / pixels, free)
+            log.debug("CUDA pass for %s: %s (%.0f B/px)", key, self._cuda_passes[key], used / pixels)
+        return self._cuda_passes[key]
+
+    def _tile(
+        self,
+        lin: Tensor,
+        sat: Tensor,
+        ratios: Tensor,
+        gains: Tensor,
+        display: Tensor | None,
+        pass_pixels: int | None = None,
     ) -> Tensor:
-        """One tile for every bracket, in chunks of the batch that fit `max_pass_pixels`."""
+        """One tile for every bracket, in chunks of the batch that fit `pass_pixels` (default
+        `max_pass_pixels`)."""
         dev = self.device
-        chunk = max(1, self.max_pass_pixels // (lin.shape[-2] * lin.shape[-1]))
+        chunk = max(1, (pass_pixels or self.max_pass_pixels) // (lin.shape[-2] * lin.shape[-1]))
         outs = []
         for i in range(0, lin.shape[0], chunk):
             part = slice(i, i + chunk)

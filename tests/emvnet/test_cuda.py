@@ -109,3 +109,17 @@ def test_training_steps_on_cuda(tmp_path: Path) -> None:
     assert result.export is not None and result.best_val is not None and np.isfinite(result.best_val)
     model = checkpoint.load(result.export)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_cuda_tile_follows_free_memory() -> None:
+    """Without a tile, a frame larger than the variant's tile runs in the tile the GPU's free memory
+    allows (one pass on a large GPU), close to the variant's own tiling."""
+    bracket = _bracket(1100, 1500, seed=6)
+    auto = NetworkMerger(checkpoint.load_installed("emvnet-fast-rgb"), "cuda", prealign="off")
+    fixed = NetworkMerger(checkpoint.load_installed("emvnet-fast-rgb"), "cuda", prealign="off", tile=1024)
+    out = auto.merge([bracket])[0]
+    (tile, _pixels), *_ = auto._cuda_passes.values()  # type: ignore[union-attr]
+    assert tile > auto.config.tile
+    ref = fixed.merge([bracket])[0]
+    rel = np.abs(out - ref) / np.maximum(ref, 0.05)
+    assert float(rel.mean()) < 0.01, float(rel.mean())

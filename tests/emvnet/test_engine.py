@@ -179,3 +179,14 @@ def test_every_task_takes_the_auto_precision() -> None:
     for name in ("emvnet-fast-rgb", "emvnet-fast-raw", "emvnet-fast-isp"):
         assert _merger(name).autocast_dtype == auto
         assert _merger(name, precision="fp32").autocast_dtype is None
+
+
+def test_cuda_pass_grows_the_tile_with_free_memory() -> None:
+    """The CUDA tile: the largest multiple of the unit whose pass fits half the free memory, capped
+    at CUDA_MAX_TILE and CUDA_MAX_PASS_PIXELS, never below the variant's tile."""
+    big = engine.cuda_pass(1024, 64, bytes_per_pixel=700.0, free_bytes=140 << 30)
+    assert big == (engine.CUDA_MAX_TILE, engine.CUDA_MAX_PASS_PIXELS)
+    side, pixels = engine.cuda_pass(1024, 64, bytes_per_pixel=700.0, free_bytes=8 * 10**9)
+    assert side % 64 == 0 and 1024 < side < engine.CUDA_MAX_TILE
+    assert side * side * 700 <= engine.CUDA_MEMORY_SHARE * 8 * 10**9 and pixels >= side * side
+    assert engine.cuda_pass(1024, 64, bytes_per_pixel=700.0, free_bytes=10**8) == (1024, 1024 * 1024)
