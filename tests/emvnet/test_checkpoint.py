@@ -38,11 +38,12 @@ def test_config_round_trip_keeps_ablation_switches() -> None:
 
 def test_config_written_before_the_prior_field_keeps_the_reference_prior() -> None:
     """Checkpoints saved before `prior` existed were trained on the reference-first merge; the
-    variants themselves name their prior (RGB weighted, raw-domain reference)."""
+    variants themselves name their prior (RGB and raw HDR weighted, E2E-ISP reference)."""
     data = config_to_dict(variant("emvnet-fast-rgb"))
     assert data.pop("prior") == "weighted"
     assert config_from_dict(data).prior == "reference"
-    assert variant("emvnet-fast-raw").prior == "reference"
+    assert variant("emvnet-fast-raw").prior == "weighted"
+    assert variant("emvnet-fast-isp").prior == "reference"
 
 
 def test_unknown_config_field_is_refused() -> None:
