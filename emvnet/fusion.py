@@ -141,10 +141,10 @@ def merge_weights(lin: Tensor, clipped: Tensor, ratios: Tensor, deghost: bool = 
     # (yellow speckles on sunlit water). Other frames are masked per channel.
     ref_clipped = clipped[:, :1].amax(2, keepdim=True).expand_as(clipped[:, :1])
     clipped = torch.cat([ref_clipped, clipped[:, 1:].expand(-1, -1, lin.shape[2], -1, -1)], 1)
-    level_weight = hat(lin)
+    level_weight = hat(lin)  # a fresh tensor: the floor goes in place
     long_bracket = n >= LONG_BRACKET
     if not long_bracket:
-        level_weight = torch.cat([level_weight[:, :1].clamp(min=REFERENCE_FLOOR), level_weight[:, 1:]], 1)
+        level_weight[:, :1].clamp_(min=REFERENCE_FLOOR)
     weight = level_weight * (1.0 - clipped) * r
     if deghost and n > 1:
         noise_k = LONG_NOISE_K if long_bracket else 0.0
