@@ -24,6 +24,7 @@ import numpy as np
 from emvnet.errors import BracketError, ExposureError
 from emvnet.frame import Frame
 from emvnet.response import CALIBRATE_MIN_FRAMES, apply_response, calibrate_response
+from emvnet.tonemap import srgb_decode
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _pooled(x: np.ndarray) -> np.ndarray:
     return out.reshape(size[1], size[0], -1)
 
 
-def _pair_log_ratio(a: np.ndarray, b: np.ndarray, crf_gamma: float) -> float | None:
+def _pair_log_ratio(a: np.ndarray, b: np.ndarray, crf_gamma: float, *, widen: bool = True) -> float | None:
     """log(t_b / t_a) for two pooled linear frames, by matching their histograms.
 
     The mapping between two exposures of one scene is monotonic, so the k-th darkest sample of one
@@ -130,9 +131,10 @@ def _pair_log_ratio(a: np.ndarray, b: np.ndarray, crf_gamma: float) -> float | N
     it covers). Each channel is matched on its own, over samples in the trusted range of both
     frames, and the weighted median of the log ratios (weight = the darker value, a proxy of its
     SNR) is robust to the rest. Too few such samples widen the range to everything neither dark
-    nor clipped; None if even that leaves too few (a frame all but clipped or black).
+    nor clipped (unless not `widen`); None if even that leaves too few (a frame all but clipped or
+    black).
     """
-    return _matched_log_ratio(_sorted_channels(a), _sorted_channels(b), crf_gamma)
+    return _matched_log_ratio(_sorted_channels(a), _sorted_channels(b), crf_gamma, widen=widen)
 
 
 def _sorted_channels(x: np.ndarray) -> list[np.ndarray]:
@@ -140,10 +142,11 @@ def _sorted_channels(x: np.ndarray) -> list[np.ndarray]:
 
 
 def _matched_log_ratio(
-    sorted_a: list[np.ndarray], sorted_b: list[np.ndarray], crf_gamma: float
+    sorted_a: list[np.ndarray], sorted_b: list[np.ndarray], crf_gamma: float, *, widen: bool = True
 ) -> float | None:
     """`_pair_log_ratio` on each frame's channels already sorted (sorting is the costly part)."""
-    for floor, ceiling in ((RATIO_FLOOR_LEVEL, RATIO_CEILING_LEVEL), (UNDEREXPOSED_LEVEL, SATURATION_LEVEL)):
+    ranges = [(RATIO_FLOOR_LEVEL, RATIO_CEILING_LEVEL)] + [(UNDEREXPOSED_LEVEL, SATURATION_LEVEL)] * widen
+    for floor, ceiling in ranges:
         lo, hi = floor**crf_gamma, ceiling**crf_gamma
         logs, weights = [], []
         for qa, qb in zip(sorted_a, sorted_b, strict=True):
@@ -173,12 +176,125 @@ def snap_stops(stops: np.ndarray) -> np.ndarray:
 def estimate_ratios(
     linear: np.ndarray, reference: int, crf_gamma: float = DEFAULT_CRF_GAMMA, *, snap: bool = True
 ) -> np.ndarray:
-    """Blind exposure ratios t_i / t_ref from the frames themselves.
+    """Blind exposure ratios t_i / t_ref from the frames themselves (`_estimate_stops`)."""
+    stops, _ = _estimate_stops(linear, crf_gamma, snap=snap)
+    return np.exp2(stops - stops[reference])
+
+
+# Many in-camera curves are no power law: they roll off into a shoulder, which shortens the exposure
+# steps measured between bright frames (a 2-stop step can read 1.25 stops at gamma 2.2), or follow
+# sRGB's offset curve. Either defeats the grid of `grid_ratios`. `fit_curve_shape` picks the shape
+# from these (a shoulder strength, or "srgb") that makes the frames agree best, if it cuts their
+# disagreement to below `SHAPE_FIT_GAIN` of what a plain power law leaves.
+CurveShape = float | Literal["srgb"]
+SHAPES: tuple[CurveShape, ...] = (0.0, "srgb", 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.3, 1.6, 2.0)
+SHAPE_FIT_GAIN = 0.6
+
+
+def unshape(display: np.ndarray, shape: CurveShape) -> np.ndarray:
+    """Display values in [0, 1] with a curve's shape undone, leaving a gamma-2.2 power law: a
+    shoulder y (1 + s) / (1 + s y) inverted (s = 0: unchanged), or sRGB decoded and re-encoded
+    with gamma 2.2."""
+    y = np.clip(display, 0.0, 1.0)
+    if shape == "srgb":
+        return np.power(srgb_decode(y), 1 / DEFAULT_CRF_GAMMA)
+    return y if shape == 0 else y / (1 + shape - shape * y)
+
+
+def _step_spread(sorted_a: list[np.ndarray], sorted_b: list[np.ndarray], shape: CurveShape) -> float | None:
+    """How much the log ratio between two frames' matched display quantiles varies across levels
+    (median absolute deviation over the median) once `shape` is undone: ~0 when the curve left is
+    a power law, whatever its gamma. None with too few samples in the trusted range."""
+    logs = []
+    for qa, qb in zip(sorted_a, sorted_b, strict=True):
+        lo, hi = RATIO_FLOOR_LEVEL, RATIO_CEILING_LEVEL
+        ok = (qa > lo) & (qa < hi) & (qb > lo) & (qb < hi)
+        logs.append(np.log(unshape(qb[ok], shape)) - np.log(unshape(qa[ok], shape)))
+    d = np.concatenate(logs)
+    if d.size < _RATIO_MIN_SAMPLES:
+        return None
+    median = float(np.median(d))
+    return float(np.median(np.abs(d - median))) / median if median > 0.05 else None
+
+
+def fit_curve_shape(frames: Sequence[Frame]) -> CurveShape:
+    """The shape of display frames' response beyond its gamma (`SHAPES`; 0 = a power law), from how
+    neighbouring frames' histograms relate: through a power law every level of a frame is one
+    fixed factor brighter in the next, through a shoulder the bright levels gain less. The gamma
+    and the exposure ratio cannot be told apart this way (the exponential ambiguity); the shape can."""
+    if len(frames) < 2 or frames[0].domain != "display":
+        return 0.0
+    stats = _quantiles(frames)
+    order = np.argsort([float(np.mean([c.mean() for c in channels])) for channels in stats])
+    pairs = [(a, b) for a, b in itertools.pairwise(order) if _step_spread(stats[a], stats[b], 0) is not None]
+    if not pairs:
+        return 0.0
+    scores: dict[CurveShape, float] = {}
+    for shape in SHAPES:
+        spreads = [_step_spread(stats[a], stats[b], shape) for a, b in pairs]
+        scores[shape] = math.inf if None in spreads else float(np.mean(spreads))  # type: ignore[arg-type]
+    best = min(scores, key=lambda k: scores[k])
+    return best if scores[best] < SHAPE_FIT_GAIN * scores[0.0] else 0.0
+
+
+# `grid_ratios` reads blind steps as whole stops through the gammas of `GAMMA_GRID` in this range (the
+# responses of most cameras) when some put every step within `GRID_WHOLE_STOPS` of one, and all that
+# do agree on the reading.
+GRID_GAMMAS = (1.8, 2.7)
+GRID_WHOLE_STOPS = 0.15
+
+
+def grid_ratios(
+    linear: np.ndarray, reference: int, crf_gamma: float = DEFAULT_CRF_GAMMA
+) -> np.ndarray | None:
+    """Blind ratios t_i / t_ref on the grid cameras bracket on, or None if the frames do not say.
+
+    A camera of gamma g shows every step g / `crf_gamma` times as long as it is at `crf_gamma` (the
+    exponential ambiguity of response and exposure), so the steps measured at `crf_gamma`
+    (`_estimate_stops`) are read as whole stops (HDR brackets mostly are) through each gamma of
+    `GRID_GAMMAS`. One reading is taken; two (2.5 stops measured: 2 stops through a gamma-1.8
+    curve or 3 through a gamma-2.6 one) are a guess that would distort the radiance by a power of
+    1.5 if wrong: None. No reading falls back to snapping at `crf_gamma` to the whole/third-stop
+    grid (`snap_stops`) if that puts every step on it. Steps shorter than a third of a stop (a
+    burst of equal exposures) leave nothing to calibrate from: None. The result is meant to stand
+    in for stated times (`make_bracket` fits the response to it).
+    """
+    raw, measured = _estimate_stops(linear, crf_gamma, snap=False)
+    if not measured:
+        return None
+    order = np.argsort(raw, kind="stable")
+    steps = np.diff(raw[order])
+    readings = set()
+    for gamma in (g for g in GAMMA_GRID if GRID_GAMMAS[0] <= g <= GRID_GAMMAS[1]):
+        scaled = steps * gamma / crf_gamma
+        if np.all(np.abs(scaled - np.round(scaled)) <= GRID_WHOLE_STOPS):
+            readings.add(tuple(np.round(scaled)))
+    if len(readings) > 1:
+        return None  # 2 stops through a flat curve or 3 through a steep one: the pixels cannot tell
+    if readings:
+        snapped = np.asarray(readings.pop(), dtype=np.float64)
+    else:
+        snapped = snap_stops(steps)
+        if not np.allclose(snapped * 3, np.round(snapped * 3)):
+            return None
+    if np.any(snapped < 1 / 3 - 1e-9):
+        return None
+    stops = np.zeros(len(raw), dtype=np.float64)
+    stops[order[1:]] = np.cumsum(snapped)
+    return np.exp2(stops - stops[reference])
+
+
+def _estimate_stops(linear: np.ndarray, crf_gamma: float, *, snap: bool) -> tuple[np.ndarray, bool]:
+    """(n,) exposure offsets in stops (0 = the darkest frame), and whether any step was measured
+    (else all are guessed from the frames' mean brightness).
 
     Frames are ordered by brightness and each is compared with its neighbour (neighbours share the
     most well-exposed samples; a 16-frame bracket's ends share none), by histogram matching
     (`_pair_log_ratio`); the steps are chained to the reference. A step with nothing to compare
-    (a frame all clipped or all black) is taken to be the bracket's typical (median) step. With
+    (a frame all clipped or all black) is taken to be the bracket's typical (median) step; so is,
+    in a long bracket (`CALIBRATE_MIN_FRAMES`), a step with too little in the trusted range while
+    others have enough (its end frames are all but black or clipped, and the few samples they
+    have left measure the step to half a stop at best). With
     `snap`, steps close to the whole/third-stop grid cameras bracket on are snapped to it
     (`snap_stops`): a step is measured to about 0.1 stop for a gamma-2.2 camera, and a response
     that is not gamma 2.2 shifts it further in a way the pixels alone cannot tell apart from a
@@ -188,7 +304,10 @@ def estimate_ratios(
     pooled = [_pooled(linear[i]) for i in range(n)]
     order = sorted(range(n), key=lambda i: float(pooled[i].mean()))
     pairs = list(itertools.pairwise(order))
-    measured = [_pair_log_ratio(pooled[a], pooled[b], crf_gamma) for a, b in pairs]
+    widen = n < CALIBRATE_MIN_FRAMES
+    measured = [_pair_log_ratio(pooled[a], pooled[b], crf_gamma, widen=widen) for a, b in pairs]
+    if all(m is None for m in measured):
+        measured = [_pair_log_ratio(pooled[a], pooled[b], crf_gamma) for a, b in pairs]
     known = [m for m in measured if m is not None]
     if known:  # a step with nothing to compare (a frame all clipped or black) is the typical step
         typical = float(np.median(known))
@@ -200,7 +319,7 @@ def estimate_ratios(
         steps = snap_stops(steps)
     stops = np.zeros(n, dtype=np.float64)
     stops[order[1:]] = np.cumsum(steps)
-    return np.exp2(stops - stops[reference])
+    return stops, bool(known)
 
 
 def _mismatch(sorted_frames: list[list[np.ndarray]], times: Sequence[float], crf_gamma: float) -> float:
@@ -228,11 +347,16 @@ def gamma_mismatches(
     The frames are sampled, pooled and sorted once in the display domain: a power law keeps the
     order, so each gamma only re-encodes the sorted values.
     """
-    sorted_frames = [_sorted_channels(_pooled(_subsample(f.data))) for f in frames]
-    # Matching needs quantiles, not every sample: the same evenly spaced ranks of every frame.
-    ranks = np.linspace(0, sorted_frames[0][0].size - 1, min(_FIT_QUANTILES, sorted_frames[0][0].size))
-    picked = [[x[ranks.astype(np.int64)] for x in channels] for channels in sorted_frames]
+    picked = _quantiles(frames)
     return {g: _mismatch(picked, times, g) for g in gammas}
+
+
+def _quantiles(frames: Sequence[Frame]) -> list[list[np.ndarray]]:
+    """Each frame's display channels sampled, pooled and sorted, at `_FIT_QUANTILES` evenly spaced
+    ranks (the same in every frame): fits that match histograms need quantiles, not every sample."""
+    sorted_frames = [_sorted_channels(_pooled(_subsample(f.data))) for f in frames]
+    ranks = np.linspace(0, sorted_frames[0][0].size - 1, min(_FIT_QUANTILES, sorted_frames[0][0].size))
+    return [[x[ranks.astype(np.int64)] for x in channels] for channels in sorted_frames]
 
 
 def fit_gamma(frames: Sequence[Frame], times: Sequence[float]) -> float:
@@ -305,6 +429,9 @@ class Bracket:
     exposure_source: Literal["given", "exif", "none"] = field(default="none")
     # (256, C) inverse response calibrated from a long bracket (`emvnet.response`); None = gamma.
     response: np.ndarray | None = None
+    # Blind: the ratios measured (`grid_ratios`) before the response was fitted to them; None =
+    # measure them from `linear` when asked.
+    estimated_ratios: tuple[float, ...] | None = None
 
     @property
     def n(self) -> int:
@@ -336,6 +463,8 @@ class Bracket:
         if self.exposures is not None:
             t = np.asarray(self.exposures, dtype=np.float64)
             return t / t[self.reference]
+        if self.estimated_ratios is not None:
+            return np.asarray(self.estimated_ratios, dtype=np.float64)
         return estimate_ratios(self.linear, self.reference, self.crf_gamma)
 
     def saturated(self, level: float = SATURATION_LEVEL) -> np.ndarray:
@@ -358,8 +487,9 @@ def make_bracket(
     else none (blind). Display-encoded RGB frames are linearized with `crf_gamma` (None: gamma 2.2,
     or with `calibrate` and known times the gamma `fit_gamma` finds for a 2-4 frame bracket). With
     `calibrate`, a bracket of `CALIBRATE_MIN_FRAMES` or more frames with known times gets the
-    response calibrated from its own frames. Raises BracketError / ExposureError with a message
-    that says what to fix.
+    response calibrated from its own frames. A blind bracket whose measured exposure steps all
+    land on the whole/third-stop grid (`grid_ratios`) is calibrated the same way from those
+    ratios, which it keeps. Raises BracketError / ExposureError with a message that says what to fix.
     """
     frames = tuple(frames)
     if len(frames) < MIN_FRAMES:
@@ -404,12 +534,21 @@ def make_bracket(
         if not 0 <= reference < len(frames):
             raise BracketError(f"reference {reference} is out of range for {len(frames)} frames (0-based)")
         ref = reference
-    response = None
-    if calibrate and times is not None and first.domain == "display":
+    response, estimated = None, None
+    steps = times
+    if calibrate and times is None and first.domain == "display":
+        # Blind: exposure steps measured at gamma 2.2 and found on the whole/third-stop grid stand in
+        # for the times, so a response that is not gamma 2.2 is fitted as with known times.
+        shape = fit_curve_shape(frames) if crf_gamma is None else 0.0  # a stated gamma is a power law
+        sample = np.stack([np.power(unshape(_subsample(f.data), shape), gamma) for f in frames])
+        grid = grid_ratios(sample, ref, gamma)
+        if grid is not None:
+            estimated, steps = tuple(float(r) for r in grid), tuple(float(r) for r in grid)
+    if calibrate and steps is not None and first.domain == "display":
         if len(frames) >= CALIBRATE_MIN_FRAMES:
-            response = calibrate_response([f.data for f in frames], times)
+            response = calibrate_response([f.data for f in frames], steps)
         elif crf_gamma is None:
-            gamma = fit_gamma(frames, times)
+            gamma = fit_gamma(frames, steps)
     return Bracket(
         frames=frames,
         exposures=times,
@@ -417,4 +556,5 @@ def make_bracket(
         crf_gamma=gamma,
         exposure_source=source,
         response=response,
+        estimated_ratios=estimated,
     )

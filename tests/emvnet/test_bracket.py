@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 from helpers.synth import ldr_bracket, radiance_scene
 
-from emvnet.bracket import Bracket, estimate_ratios, linearize, make_bracket, select_reference, snap_stops
+from emvnet.bracket import (
+    Bracket,
+    estimate_ratios,
+    fit_curve_shape,
+    grid_ratios,
+    linearize,
+    make_bracket,
+    select_reference,
+    snap_stops,
+)
 from emvnet.errors import BracketError, ExposureError
 from emvnet.frame import ExposureInfo, Frame
 
@@ -198,7 +207,7 @@ def test_known_times_fit_the_response_gamma() -> None:
     assert make_bracket(steep, TIMES, reference=1, crf_gamma=2.2).crf_gamma == 2.2
     assert make_bracket(steep, TIMES, reference=1, calibrate=False).crf_gamma == 2.2
     no_times = [dataclasses.replace(f, exposure=ExposureInfo()) for f in steep]
-    assert make_bracket(no_times, None, reference=1).crf_gamma == 2.2
+    assert make_bracket(no_times, None, reference=1, calibrate=False).crf_gamma == 2.2
     plain = ldr_bracket(rad, TIMES, gamma=2.2, noise=0.001, seed=3)
     assert make_bracket(plain, TIMES, reference=1).crf_gamma == 2.2
 
@@ -209,3 +218,65 @@ def test_known_times_fit_the_response_gamma() -> None:
         return float(np.abs(np.log1p(1000 * out) - np.log1p(1000 * truth)).mean())
 
     assert error(fitted) < 0.5 * error(make_bracket(steep, TIMES, reference=1, crf_gamma=2.2))
+
+
+@pytest.mark.parametrize("gamma", [1.95, 2.45])
+def test_blind_brackets_fit_a_response_that_is_not_gamma_22(gamma: float) -> None:
+    """Blind, a gamma-1.95 or -2.45 camera shows 2-stop steps as ~2.25 or ~1.8 stops at gamma 2.2,
+    off the grid: the nearest gamma that puts every step on whole stops finds the true ratios,
+    and the response is fitted to them as if they were stated times."""
+    rad = radiance_scene(96, 128, seed=8)
+    frames = _strip_exif(ldr_bracket(rad, TIMES, gamma=gamma, noise=0.001, seed=3))
+    assert make_bracket(frames, None, reference=1, calibrate=False).ratios[2] != pytest.approx(4.0, rel=0.05)
+    b = make_bracket(frames, None, reference=1)
+    assert b.blind
+    np.testing.assert_allclose(b.ratios, [0.25, 1.0, 4.0])
+    assert abs(b.crf_gamma - gamma) <= 0.2 + 1e-9
+
+
+def test_blind_brackets_see_through_a_shoulder() -> None:
+    """A strong highlight roll-off reads 2-stop steps as ~1.3-1.5 stops (no gamma puts both on the
+    grid): the shoulder is measured from the frames' histograms and undone before the steps are."""
+    rad = radiance_scene(96, 128, seed=8)
+    frames = _strip_exif(ldr_bracket(rad, TIMES, gamma=2.2, noise=0.001, seed=3, shoulder=1.3))
+    assert fit_curve_shape(frames) >= 0.75
+    np.testing.assert_allclose(make_bracket(frames, None, reference=1).ratios, [0.25, 1.0, 4.0])
+    plain = _strip_exif(ldr_bracket(rad, TIMES, gamma=2.2, noise=0.001, seed=3))
+    assert fit_curve_shape(plain) == 0.0
+
+
+def test_blind_long_bracket_calibrates_its_response() -> None:
+    """16 blind frames one stop apart from a camera with a shoulder: the measured steps land on the
+    grid and the response is calibrated from them, as with stated times."""
+    rad = radiance_scene(96, 128, seed=4, dynamic_range=2e5)
+    times = [2.0 ** (k - 8) for k in range(16)]
+    frames = _strip_exif(ldr_bracket(rad, times, gamma=2.4, noise=0.001, seed=2, shoulder=0.7))
+    b = make_bracket(frames, None, reference=8)
+    assert b.blind and b.response is not None
+    np.testing.assert_allclose(b.ratios, np.asarray(times) / times[8])
+
+
+def test_grid_ratios_need_distinct_exposures() -> None:
+    """A burst of equal exposures has no steps to fit a response to: no grid ratios, and the
+    blind bracket keeps gamma 2.2 with the ratios measured."""
+    rad = radiance_scene(64, 80, seed=3)
+    burst = _strip_exif(ldr_bracket(rad, [1.0, 1.0, 1.0], noise=0.002, seed=5))
+    lin = np.stack([linearize(f) for f in burst])
+    assert grid_ratios(lin, 1) is None
+    b = make_bracket(burst, None, reference=1)
+    assert b.crf_gamma == 2.2 and b.response is None
+    np.testing.assert_allclose(b.ratios, [1.0, 1.0, 1.0])
+
+
+def test_grid_ratios_refuse_an_ambiguous_reading() -> None:
+    """2-stop steps from a gamma-1.76 camera measure 2.5 stops at gamma 2.2: 2 stops through a
+    flat curve or 3 through a steep one, both common. Neither is guessed (a wrong guess distorts
+    the radiance by a power of 1.5): no grid ratios, and the blind bracket keeps gamma 2.2 with
+    the steps as measured."""
+    rad = radiance_scene(96, 128, seed=8)
+    frames = _strip_exif(ldr_bracket(rad, TIMES, gamma=1.76, noise=0.001, seed=3))
+    lin = np.stack([linearize(f) for f in frames])
+    assert grid_ratios(lin, 1) is None
+    b = make_bracket(frames, None, reference=1)
+    assert b.crf_gamma == 2.2
+    assert abs(math.log2(b.ratios[2]) - 2.5) < 0.15

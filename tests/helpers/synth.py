@@ -35,14 +35,18 @@ def ldr_bracket(
     bits: int = 8,
     noise: float = 0.0,
     seed: int = 0,
+    shoulder: float = 0.0,
 ) -> list[Frame]:
-    """Display-encoded frames: clip(radiance * t) ** (1 / gamma), quantized to `bits`."""
+    """Display-encoded frames: y = clip(radiance * t) ** (1 / gamma), rolled off by a `shoulder`
+    s as y (1 + s) / (1 + s y) (0: none), quantized to `bits`."""
     rng = np.random.default_rng(seed)
     levels = 2**bits - 1
     frames = []
     for t in times:
         lin = radiance * t + noise * rng.standard_normal(radiance.shape).astype(np.float32)
-        code = np.round(np.clip(lin, 0, 1) ** (1 / gamma) * levels) / levels
+        y = np.clip(lin, 0, 1) ** (1 / gamma)
+        y = y * (1 + shoulder) / (1 + shoulder * y)
+        code = np.round(y * levels) / levels
         frames.append(
             Frame(code.astype(np.float32), "display", "rgb", "jpeg", bits, exposure=ExposureInfo(t))
         )
