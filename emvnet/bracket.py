@@ -48,11 +48,36 @@ _FIT_QUANTILES = 4096  # per channel and frame: plenty for a step measured to a 
 Reference = int | Literal["auto"]
 
 
-def linearize(frame: Frame, crf_gamma: float = DEFAULT_CRF_GAMMA) -> np.ndarray:
-    """Frame data in the linear domain (H, W, C), 1.0 = clipping; display frames get x ** gamma."""
+# Many in-camera curves are no power law: they roll off into a shoulder, which shortens the exposure
+# steps measured between bright frames (a 2-stop step can read 1.25 stops at gamma 2.2), or follow
+# sRGB's offset curve. Either defeats the grid of `grid_ratios`. `fit_curve_shape` picks the shape
+# from these (a shoulder strength, or "srgb") that makes the frames agree best, if it cuts their
+# disagreement to below `SHAPE_FIT_GAIN` of what a plain power law leaves.
+CurveShape = float | Literal["srgb"]
+SHAPES: tuple[CurveShape, ...] = (0.0, "srgb", 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.3, 1.6, 2.0)
+SHAPE_FIT_GAIN = 0.6
+# sRGB's curve and a mild shoulder look alike between 0.2 and 0.8; taking the shoulder for an sRGB
+# camera misreads its exposure steps by up to half a stop (blind merges lean on them).
+SRGB_PREFERENCE = 1.25
+
+
+def unshape(display: np.ndarray, shape: CurveShape) -> np.ndarray:
+    """Display values in [0, 1] with a curve's shape undone, leaving a gamma-2.2 power law: a
+    shoulder y (1 + s) / (1 + s y) inverted (s = 0: unchanged), or sRGB decoded and re-encoded
+    with gamma 2.2."""
+    y = np.clip(display, 0.0, 1.0)
+    if shape == "srgb":
+        return np.power(srgb_decode(y), 1 / DEFAULT_CRF_GAMMA)
+    return y if shape == 0 else y / (1 + shape - shape * y)
+
+
+def linearize(frame: Frame, crf_gamma: float = DEFAULT_CRF_GAMMA, shape: CurveShape = 0.0) -> np.ndarray:
+    """Frame data in the linear domain (H, W, C), 1.0 = clipping; display frames get x ** gamma,
+    after their curve's `shape` is undone (`unshape`)."""
     if frame.domain == "linear":
         return frame.data
-    return np.power(np.clip(frame.data, 0.0, 1.0), crf_gamma, dtype=np.float32)
+    display = frame.data if shape == 0 else unshape(frame.data, shape)
+    return np.power(np.clip(display, 0.0, 1.0), crf_gamma, dtype=np.float32)
 
 
 def _subsample(x: np.ndarray, max_pixels: int = 250_000) -> np.ndarray:
@@ -181,26 +206,6 @@ def estimate_ratios(
     return np.exp2(stops - stops[reference])
 
 
-# Many in-camera curves are no power law: they roll off into a shoulder, which shortens the exposure
-# steps measured between bright frames (a 2-stop step can read 1.25 stops at gamma 2.2), or follow
-# sRGB's offset curve. Either defeats the grid of `grid_ratios`. `fit_curve_shape` picks the shape
-# from these (a shoulder strength, or "srgb") that makes the frames agree best, if it cuts their
-# disagreement to below `SHAPE_FIT_GAIN` of what a plain power law leaves.
-CurveShape = float | Literal["srgb"]
-SHAPES: tuple[CurveShape, ...] = (0.0, "srgb", 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.3, 1.6, 2.0)
-SHAPE_FIT_GAIN = 0.6
-
-
-def unshape(display: np.ndarray, shape: CurveShape) -> np.ndarray:
-    """Display values in [0, 1] with a curve's shape undone, leaving a gamma-2.2 power law: a
-    shoulder y (1 + s) / (1 + s y) inverted (s = 0: unchanged), or sRGB decoded and re-encoded
-    with gamma 2.2."""
-    y = np.clip(display, 0.0, 1.0)
-    if shape == "srgb":
-        return np.power(srgb_decode(y), 1 / DEFAULT_CRF_GAMMA)
-    return y if shape == 0 else y / (1 + shape - shape * y)
-
-
 def _step_spread(sorted_a: list[np.ndarray], sorted_b: list[np.ndarray], shape: CurveShape) -> float | None:
     """How much the log ratio between two frames' matched display quantiles varies across levels
     (median absolute deviation over the median) once `shape` is undone: ~0 when the curve left is
@@ -234,6 +239,8 @@ def fit_curve_shape(frames: Sequence[Frame]) -> CurveShape:
         spreads = [_step_spread(stats[a], stats[b], shape) for a, b in pairs]
         scores[shape] = math.inf if None in spreads else float(np.mean(spreads))  # type: ignore[arg-type]
     best = min(scores, key=lambda k: scores[k])
+    if scores["srgb"] <= SRGB_PREFERENCE * scores[best]:
+        best = "srgb"  # the standard curve over a fitted shoulder that explains the frames about as well
     return best if scores[best] < SHAPE_FIT_GAIN * scores[0.0] else 0.0
 
 
@@ -338,16 +345,19 @@ def _mismatch(sorted_frames: list[list[np.ndarray]], times: Sequence[float], crf
 
 
 def gamma_mismatches(
-    frames: Sequence[Frame], times: Sequence[float], gammas: Sequence[float]
+    frames: Sequence[Frame], times: Sequence[float], gammas: Sequence[float], shape: CurveShape = 0.0
 ) -> dict[float, float]:
     """How well each of `gammas` explains a bracket with known times ({gamma: stops}): the mean
     |measured - stated| exposure step between frames neighbouring in time, near 0 when the
-    response is right (a stop apart in time is a stop apart in the pixels).
+    response is right (a stop apart in time is a stop apart in the pixels). The curve's `shape`
+    is undone first.
 
-    The frames are sampled, pooled and sorted once in the display domain: a power law keeps the
-    order, so each gamma only re-encodes the sorted values.
+    The frames are sampled, pooled and sorted once in the display domain: the shape and a power
+    law keep the order, so each gamma only re-encodes the sorted values.
     """
     picked = _quantiles(frames)
+    if shape != 0:
+        picked = [[unshape(x, shape) for x in channels] for channels in picked]
     return {g: _mismatch(picked, times, g) for g in gammas}
 
 
@@ -359,16 +369,17 @@ def _quantiles(frames: Sequence[Frame]) -> list[list[np.ndarray]]:
     return [[x[ranks.astype(np.int64)] for x in channels] for channels in sorted_frames]
 
 
-def fit_gamma(frames: Sequence[Frame], times: Sequence[float]) -> float:
+def fit_gamma(frames: Sequence[Frame], times: Sequence[float], shape: CurveShape = 0.0) -> float:
     """The response gamma for a short bracket with known times: gamma 2.2 unless another gamma of
-    `GAMMA_GRID` explains the stated exposure steps clearly better (`GAMMA_FIT_GAIN`).
+    `GAMMA_GRID` explains the stated exposure steps clearly better (`GAMMA_FIT_GAIN`), once the
+    curve's `shape` (`fit_curve_shape`) is undone.
 
     With the times known, the exponential ambiguity that defeats blind estimates is gone: a camera
     whose curve is steeper or flatter than 2.2 shows as steps measured longer or shorter than
     stated. Motion and noise leave the right response 0.03-0.15 stop of mismatch on handheld 3-frame
     brackets, hence the relative margin rather than a fit at any gain.
     """
-    scores = gamma_mismatches(frames, times, GAMMA_GRID)
+    scores = gamma_mismatches(frames, times, GAMMA_GRID, shape)
     best = min(scores, key=lambda g: scores[g])
     return best if scores[best] < GAMMA_FIT_GAIN * scores[DEFAULT_CRF_GAMMA] else DEFAULT_CRF_GAMMA
 
@@ -429,6 +440,8 @@ class Bracket:
     exposure_source: Literal["given", "exif", "none"] = field(default="none")
     # (256, C) inverse response calibrated from a long bracket (`emvnet.response`); None = gamma.
     response: np.ndarray | None = None
+    # The display curve's shape beyond its gamma (`fit_curve_shape`), undone before the gamma.
+    curve_shape: CurveShape = 0.0
     # Blind: the ratios measured (`grid_ratios`) before the response was fitted to them; None =
     # measure them from `linear` when asked.
     estimated_ratios: tuple[float, ...] | None = None
@@ -455,7 +468,7 @@ class Bracket:
         """(n, H, W, C) float32, each frame linearized, 1.0 = its clipping level."""
         if self.response is not None:
             return np.stack([apply_response(f.data, self.response) for f in self.frames])
-        return np.stack([linearize(f, self.crf_gamma) for f in self.frames])
+        return np.stack([linearize(f, self.crf_gamma, self.curve_shape) for f in self.frames])
 
     @cached_property
     def ratios(self) -> np.ndarray:
@@ -465,7 +478,7 @@ class Bracket:
             return t / t[self.reference]
         if self.estimated_ratios is not None:
             return np.asarray(self.estimated_ratios, dtype=np.float64)
-        return estimate_ratios(self.linear, self.reference, self.crf_gamma)
+        return estimate_ratios(self.linear, self.reference, self.crf_gamma)  # a power law now
 
     def saturated(self, level: float = SATURATION_LEVEL) -> np.ndarray:
         """(n, H, W, C) bool: samples at or above `level` of full scale in the input frames."""
@@ -485,11 +498,12 @@ def make_bracket(
 
     Exposure times: `exposures` (seconds) when given, else EXIF/DNG times when every frame has one,
     else none (blind). Display-encoded RGB frames are linearized with `crf_gamma` (None: gamma 2.2,
-    or with `calibrate` and known times the gamma `fit_gamma` finds for a 2-4 frame bracket). With
-    `calibrate`, a bracket of `CALIBRATE_MIN_FRAMES` or more frames with known times gets the
-    response calibrated from its own frames. A blind bracket whose measured exposure steps all
-    land on the whole/third-stop grid (`grid_ratios`) is calibrated the same way from those
-    ratios, which it keeps. Raises BracketError / ExposureError with a message that says what to fix.
+    or with `calibrate` the curve shape `fit_curve_shape` finds, undone before the gamma, and with
+    known times the gamma `fit_gamma` finds for a 2-4 frame bracket). With `calibrate`, a bracket
+    of `CALIBRATE_MIN_FRAMES` or more frames with known times gets the response calibrated from its
+    own frames. A blind bracket whose measured exposure steps land on the grid (`grid_ratios`) is
+    calibrated the same way from those ratios, which it keeps. Raises BracketError /
+    ExposureError with a message that says what to fix.
     """
     frames = tuple(frames)
     if len(frames) < MIN_FRAMES:
@@ -535,20 +549,25 @@ def make_bracket(
             raise BracketError(f"reference {reference} is out of range for {len(frames)} frames (0-based)")
         ref = reference
     response, estimated = None, None
+    shape: CurveShape = 0.0
     steps = times
-    if calibrate and times is None and first.domain == "display":
-        # Blind: exposure steps measured at gamma 2.2 and found on the whole/third-stop grid stand in
-        # for the times, so a response that is not gamma 2.2 is fitted as with known times.
-        shape = fit_curve_shape(frames) if crf_gamma is None else 0.0  # a stated gamma is a power law
+    display = calibrate and first.domain == "display"
+    if display and crf_gamma is None:  # a stated gamma is a power law
+        shape = fit_curve_shape(frames)
+    if display and times is None:
+        # Blind: exposure steps measured at gamma 2.2 and found on the whole-stop grid stand in for
+        # the times, so a response that is not gamma 2.2 is fitted as with known times.
         sample = np.stack([np.power(unshape(_subsample(f.data), shape), gamma) for f in frames])
         grid = grid_ratios(sample, ref, gamma)
         if grid is not None:
             estimated, steps = tuple(float(r) for r in grid), tuple(float(r) for r in grid)
-    if calibrate and steps is not None and first.domain == "display":
+        else:  # nothing confirms the shape: the ratios are measured through gamma 2.2 alone
+            shape = 0.0
+    if display and steps is not None:
         if len(frames) >= CALIBRATE_MIN_FRAMES:
-            response = calibrate_response([f.data for f in frames], steps)
+            response, shape = calibrate_response([f.data for f in frames], steps), 0.0
         elif crf_gamma is None:
-            gamma = fit_gamma(frames, steps)
+            gamma = fit_gamma(frames, steps, shape)
     return Bracket(
         frames=frames,
         exposures=times,
@@ -556,5 +575,6 @@ def make_bracket(
         crf_gamma=gamma,
         exposure_source=source,
         response=response,
+        curve_shape=shape,
         estimated_ratios=estimated,
     )

@@ -280,3 +280,45 @@ def test_grid_ratios_refuse_an_ambiguous_reading() -> None:
     b = make_bracket(frames, None, reference=1)
     assert b.crf_gamma == 2.2
     assert abs(math.log2(b.ratios[2]) - 2.5) < 0.15
+
+
+def test_known_times_undo_a_shoulder_before_the_gamma() -> None:
+    """A film-like curve (gamma 2.2 rolled off by a shoulder) with known times: the shoulder is
+    found and undone, so the linear frames and the weighted merge are far closer to the radiance
+    than through the best plain gamma."""
+    from emvnet.baselines import merge_weighted
+
+    rad = radiance_scene(96, 128, seed=8)
+    frames = ldr_bracket(rad, TIMES, gamma=2.2, noise=0.001, seed=3, shoulder=1.3)
+    shaped = make_bracket(frames, TIMES, reference=1)
+    assert shaped.curve_shape != 0.0
+    plain = make_bracket(frames, TIMES, reference=1, calibrate=False)
+    truth = np.clip(rad, 0, 1 / TIMES[0])
+
+    def error(br: Bracket) -> float:
+        return float(np.abs(np.log1p(1000 * merge_weighted(br)) - np.log1p(1000 * truth)).mean())
+
+    assert error(shaped) < 0.5 * error(plain)
+
+
+def test_srgb_frames_are_read_as_srgb() -> None:
+    """Frames encoded with the sRGB curve are recognized as such (not as a mild shoulder, which
+    would misread their exposure steps), blind or not; a plain gamma-2.2 camera keeps no shape."""
+    from emvnet.tonemap import srgb_encode
+
+    rad = radiance_scene(96, 128, seed=8)
+    frames = [
+        Frame(
+            np.round(srgb_encode(np.clip(rad * t, 0, 1)) * 255).astype(np.float32) / 255,
+            "display",
+            "rgb",
+            "jpeg",
+            8,
+        )
+        for t in TIMES
+    ]
+    assert fit_curve_shape(frames) == "srgb"
+    b = make_bracket(frames, None, reference=1)
+    assert b.curve_shape == "srgb"
+    np.testing.assert_allclose(b.ratios, [0.25, 1.0, 4.0])
+    assert make_bracket(ldr_bracket(rad, TIMES, noise=0.001, seed=3), TIMES, reference=1).curve_shape == 0.0
