@@ -246,13 +246,15 @@ def fit_curve_shape(frames: Sequence[Frame]) -> CurveShape:
 
 # `grid_ratios` reads blind steps as whole stops through the gammas of `GAMMA_GRID` in this range (the
 # responses of most cameras) when some put every step within `GRID_WHOLE_STOPS` of one, and all that
-# do agree on the reading.
+# do agree on the reading. Whole-stop brackets are the common case, so a third-stop bracket that one
+# of these gammas reads as whole stops (1 1/3 stops of a gamma-2.2 camera read as 1 stop at gamma
+# 1.8-1.9) is taken for the whole-stop bracket of another camera.
 GRID_GAMMAS = (1.8, 2.7)
 GRID_WHOLE_STOPS = 0.15
 
 
 def grid_ratios(
-    linear: np.ndarray, reference: int, crf_gamma: float = DEFAULT_CRF_GAMMA
+    linear: np.ndarray, reference: int, crf_gamma: float = DEFAULT_CRF_GAMMA, *, thirds: bool = True
 ) -> np.ndarray | None:
     """Blind ratios t_i / t_ref on the grid cameras bracket on, or None if the frames do not say.
 
@@ -261,10 +263,13 @@ def grid_ratios(
     (`_estimate_stops`) are read as whole stops (HDR brackets mostly are) through each gamma of
     `GRID_GAMMAS`. One reading is taken; two (2.5 stops measured: 2 stops through a gamma-1.8
     curve or 3 through a gamma-2.6 one) are a guess that would distort the radiance by a power of
-    1.5 if wrong: None. No reading falls back to snapping at `crf_gamma` to the whole/third-stop
-    grid (`snap_stops`) if that puts every step on it. Steps shorter than a third of a stop (a
-    burst of equal exposures) leave nothing to calibrate from: None. The result is meant to stand
-    in for stated times (`make_bracket` fits the response to it).
+    1.5 if wrong: None. No reading falls back, with `thirds`, to snapping at `crf_gamma` to the
+    whole/third-stop grid (`snap_stops`) if that puts every step on it; `make_bracket` allows it
+    only for a plain power law (a fitted curve shape and a third-stop grid together fit brackets
+    whose steps are on no grid, and such a fit costs more than the measured steps through gamma
+    2.2). Steps shorter than a third of a stop (a burst of equal exposures) leave nothing to
+    calibrate from: None. The result is meant to stand in for stated times (`make_bracket` fits
+    the response to it).
     """
     raw, measured = _estimate_stops(linear, crf_gamma, snap=False)
     if not measured:
@@ -280,10 +285,12 @@ def grid_ratios(
         return None  # 2 stops through a flat curve or 3 through a steep one: the pixels cannot tell
     if readings:
         snapped = np.asarray(readings.pop(), dtype=np.float64)
-    else:
+    elif thirds:
         snapped = snap_stops(steps)
         if not np.allclose(snapped * 3, np.round(snapped * 3)):
             return None
+    else:
+        return None
     if np.any(snapped < 1 / 3 - 1e-9):
         return None
     stops = np.zeros(len(raw), dtype=np.float64)
@@ -558,7 +565,7 @@ def make_bracket(
         # Blind: exposure steps measured at gamma 2.2 and found on the whole-stop grid stand in for
         # the times, so a response that is not gamma 2.2 is fitted as with known times.
         sample = np.stack([np.power(unshape(_subsample(f.data), shape), gamma) for f in frames])
-        grid = grid_ratios(sample, ref, gamma)
+        grid = grid_ratios(sample, ref, gamma, thirds=shape == 0)
         if grid is not None:
             estimated, steps = tuple(float(r) for r in grid), tuple(float(r) for r in grid)
         else:  # nothing confirms the shape: the ratios are measured through gamma 2.2 alone

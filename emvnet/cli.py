@@ -130,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         default=None,
         help=(
-            f"inverse camera response gamma for 8/16-bit frames (default: {DEFAULT_CRF_GAMMA}, or the "
-            "gamma that best explains known exposure times of a 2-4 frame bracket)"
+            "inverse camera response of 8/16-bit frames as a plain power law with this gamma (default: "
+            f"{DEFAULT_CRF_GAMMA}, or the curve shape and gamma that best explain the bracket's exposure "
+            "steps)"
         ),
     )
     enh.add_argument(

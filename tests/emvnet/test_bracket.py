@@ -322,3 +322,13 @@ def test_srgb_frames_are_read_as_srgb() -> None:
     assert b.curve_shape == "srgb"
     np.testing.assert_allclose(b.ratios, [0.25, 1.0, 4.0])
     assert make_bracket(ldr_bracket(rad, TIMES, noise=0.001, seed=3), TIMES, reference=1).curve_shape == 0.0
+
+
+def test_third_stop_steps_need_a_plain_power_law() -> None:
+    """Steps of 2/3 stop from a gamma-2.2 camera read no whole stops through any common gamma;
+    they snap to the third-stop grid, but only when no curve shape was fitted."""
+    rad = radiance_scene(96, 128, seed=8)
+    times = [2.0 ** (-2 / 3), 1.0, 2.0 ** (2 / 3)]
+    lin = np.stack([linearize(f) for f in ldr_bracket(rad, times, noise=0.001, seed=3)])
+    np.testing.assert_allclose(grid_ratios(lin, 1), times, rtol=1e-6)
+    assert grid_ratios(lin, 1, thirds=False) is None
