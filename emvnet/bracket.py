@@ -485,7 +485,7 @@ class Bracket:
             return t / t[self.reference]
         if self.estimated_ratios is not None:
             return np.asarray(self.estimated_ratios, dtype=np.float64)
-        return estimate_ratios(self.linear, self.reference, self.crf_gamma)  # a power law now
+        return estimate_ratios(self.linear, self.reference, self.crf_gamma)  # no grid reading: a power law
 
     def saturated(self, level: float = SATURATION_LEVEL) -> np.ndarray:
         """(n, H, W, C) bool: samples at or above `level` of full scale in the input frames."""
@@ -558,10 +558,10 @@ def make_bracket(
     response, estimated = None, None
     shape: CurveShape = 0.0
     steps = times
-    display = calibrate and first.domain == "display"
-    if display and crf_gamma is None:  # a stated gamma is a power law
-        shape = fit_curve_shape(frames)
-    if display and times is None:
+    fit = calibrate and first.domain == "display"
+    if fit and crf_gamma is None and (times is None or len(frames) < CALIBRATE_MIN_FRAMES):
+        shape = fit_curve_shape(frames)  # (a stated gamma is a power law; long brackets calibrate)
+    if fit and times is None:
         # Blind: exposure steps measured at gamma 2.2 and found on the whole-stop grid stand in for
         # the times, so a response that is not gamma 2.2 is fitted as with known times.
         sample = np.stack([np.power(unshape(_subsample(f.data), shape), gamma) for f in frames])
@@ -570,7 +570,7 @@ def make_bracket(
             estimated, steps = tuple(float(r) for r in grid), tuple(float(r) for r in grid)
         else:  # nothing confirms the shape: the ratios are measured through gamma 2.2 alone
             shape = 0.0
-    if display and steps is not None:
+    if fit and steps is not None:
         if len(frames) >= CALIBRATE_MIN_FRAMES:
             response, shape = calibrate_response([f.data for f in frames], steps), 0.0
         elif crf_gamma is None:
