@@ -4,12 +4,11 @@ Brackets are drawn as `emvnet devset` draws them (3 frames at EV -2/0/+2 and -3/
 moving objects, a 16-frame tripod sequence; the simulator's response family, 8-bit) from the
 held-out radiance maps, for seeds other than the dev set's, plus brackets drawn as the trainer
 draws them ("training mix": 2-4 frames, x2..x16 steps, half of them off the whole-stop grid, 8-16
-bit), and merged by the classical weighted
-merge (the network's prior) three ways: with the times, blind, and blind without the response fit
-(`make_bracket(..., calibrate=False)`: gamma 2.2 and the snapped ratio estimate, as before session
-6). Every output is scale-aligned by one least-squares factor (`hdr_metrics(align="lsq")`), so the
-differences are the blind merge's own. Prints PSNR-mu differences (blind - known) per setting:
-mean and worst scene.
+bit), and merged by the classical weighted merge (the network's prior) three ways: with the
+times, blind, and blind without the response fit (`make_bracket(..., calibrate=False)`: gamma 2.2
+and the snapped ratio estimate, as before session 6). Every output is scale-aligned by one
+least-squares factor (`hdr_metrics(align="lsq")`), so the differences are the blind merge's own.
+Prints PSNR-mu differences (blind - known) per setting: mean and worst scene.
 
     python benchmarks/blind_gap.py --seeds 77 5 --per-image 8
 """
