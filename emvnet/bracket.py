@@ -222,14 +222,15 @@ def _step_spread(sorted_a: list[np.ndarray], sorted_b: list[np.ndarray], shape: 
     return float(np.median(np.abs(d - median))) / median if median > 0.05 else None
 
 
-def fit_curve_shape(frames: Sequence[Frame]) -> CurveShape:
+def fit_curve_shape(frames: Sequence[Frame], quantiles: list[list[np.ndarray]] | None = None) -> CurveShape:
     """The shape of display frames' response beyond its gamma (`SHAPES`; 0 = a power law), from how
     neighbouring frames' histograms relate: through a power law every level of a frame is one
     fixed factor brighter in the next, through a shoulder the bright levels gain less. The gamma
-    and the exposure ratio cannot be told apart this way (the exponential ambiguity); the shape can."""
+    and the exposure ratio cannot be told apart this way (the exponential ambiguity); the shape can.
+    `quantiles`: the frames' `_quantiles`, if already taken."""
     if len(frames) < 2 or frames[0].domain != "display":
         return 0.0
-    stats = _quantiles(frames)
+    stats = _quantiles(frames) if quantiles is None else quantiles
     order = np.argsort([float(np.mean([c.mean() for c in channels])) for channels in stats])
     pairs = [(a, b) for a, b in itertools.pairwise(order) if _step_spread(stats[a], stats[b], 0) is not None]
     if not pairs:
@@ -352,7 +353,11 @@ def _mismatch(sorted_frames: list[list[np.ndarray]], times: Sequence[float], crf
 
 
 def gamma_mismatches(
-    frames: Sequence[Frame], times: Sequence[float], gammas: Sequence[float], shape: CurveShape = 0.0
+    frames: Sequence[Frame],
+    times: Sequence[float],
+    gammas: Sequence[float],
+    shape: CurveShape = 0.0,
+    quantiles: list[list[np.ndarray]] | None = None,
 ) -> dict[float, float]:
     """How well each of `gammas` explains a bracket with known times ({gamma: stops}): the mean
     |measured - stated| exposure step between frames neighbouring in time, near 0 when the
@@ -360,9 +365,10 @@ def gamma_mismatches(
     is undone first.
 
     The frames are sampled, pooled and sorted once in the display domain: the shape and a power
-    law keep the order, so each gamma only re-encodes the sorted values.
+    law keep the order, so each gamma only re-encodes the sorted values (`quantiles`: the frames'
+    `_quantiles`, if already taken).
     """
-    picked = _quantiles(frames)
+    picked = _quantiles(frames) if quantiles is None else quantiles
     if shape != 0:
         picked = [[unshape(x, shape) for x in channels] for channels in picked]
     return {g: _mismatch(picked, times, g) for g in gammas}
@@ -376,7 +382,12 @@ def _quantiles(frames: Sequence[Frame]) -> list[list[np.ndarray]]:
     return [[x[ranks.astype(np.int64)] for x in channels] for channels in sorted_frames]
 
 
-def fit_gamma(frames: Sequence[Frame], times: Sequence[float], shape: CurveShape = 0.0) -> float:
+def fit_gamma(
+    frames: Sequence[Frame],
+    times: Sequence[float],
+    shape: CurveShape = 0.0,
+    quantiles: list[list[np.ndarray]] | None = None,
+) -> float:
     """The response gamma for a short bracket with known times: gamma 2.2 unless another gamma of
     `GAMMA_GRID` explains the stated exposure steps clearly better (`GAMMA_FIT_GAIN`), once the
     curve's `shape` (`fit_curve_shape`) is undone.
@@ -386,7 +397,7 @@ def fit_gamma(frames: Sequence[Frame], times: Sequence[float], shape: CurveShape
     stated. Motion and noise leave the right response 0.03-0.15 stop of mismatch on handheld 3-frame
     brackets, hence the relative margin rather than a fit at any gain.
     """
-    scores = gamma_mismatches(frames, times, GAMMA_GRID, shape)
+    scores = gamma_mismatches(frames, times, GAMMA_GRID, shape, quantiles)
     best = min(scores, key=lambda g: scores[g])
     return best if scores[best] < GAMMA_FIT_GAIN * scores[DEFAULT_CRF_GAMMA] else DEFAULT_CRF_GAMMA
 
@@ -402,12 +413,12 @@ def check_exposures(exposures: Sequence[float], n_frames: int) -> tuple[float, .
     return values
 
 
-def _linear_sample(frames: Sequence[Frame], crf_gamma: float) -> np.ndarray:
-    """(n, h, w, C) strided samples of the frames, linearized with gamma: bracket statistics need a
-    few 100k samples, not every pixel."""
+def _linear_sample(frames: Sequence[Frame], crf_gamma: float, shape: CurveShape = 0.0) -> np.ndarray:
+    """(n, h, w, C) strided samples of the frames, linearized with gamma (after undoing `shape`):
+    bracket statistics need a few 100k samples, not every pixel."""
     return np.stack(
         [
-            sub if f.domain == "linear" else np.power(np.clip(sub, 0, 1), crf_gamma)
+            sub if f.domain == "linear" else np.power(unshape(sub, shape), crf_gamma)
             for f, sub in ((f, _subsample(f.data)) for f in frames)
         ]
     )
@@ -559,12 +570,14 @@ def make_bracket(
     shape: CurveShape = 0.0
     steps = times
     fit = calibrate and first.domain == "display"
+    quantiles = None  # the sorted samples the shape and gamma fits both read, taken once
     if fit and crf_gamma is None and (times is None or len(frames) < CALIBRATE_MIN_FRAMES):
-        shape = fit_curve_shape(frames)  # (a stated gamma is a power law; long brackets calibrate)
+        quantiles = _quantiles(frames)  # (a stated gamma is a power law; long brackets calibrate)
+        shape = fit_curve_shape(frames, quantiles)
     if fit and times is None:
         # Blind: exposure steps measured at gamma 2.2 and found on the whole-stop grid stand in for
         # the times, so a response that is not gamma 2.2 is fitted as with known times.
-        sample = np.stack([np.power(unshape(_subsample(f.data), shape), gamma) for f in frames])
+        sample = _linear_sample(frames, gamma, shape)
         grid = grid_ratios(sample, ref, gamma, thirds=shape == 0)
         if grid is not None:
             estimated, steps = tuple(float(r) for r in grid), tuple(float(r) for r in grid)
@@ -574,7 +587,7 @@ def make_bracket(
         if len(frames) >= CALIBRATE_MIN_FRAMES:
             response, shape = calibrate_response([f.data for f in frames], steps), 0.0
         elif crf_gamma is None:
-            gamma = fit_gamma(frames, steps, shape)
+            gamma = fit_gamma(frames, steps, shape, quantiles)
     return Bracket(
         frames=frames,
         exposures=times,
