@@ -252,19 +252,32 @@ def fit_curve_shape(frames: Sequence[Frame], quantiles: list[list[np.ndarray]] |
 # 1.8-1.9) is taken for the whole-stop bracket of another camera.
 GRID_GAMMAS = (1.8, 2.7)
 GRID_WHOLE_STOPS = 0.15
+# The frames' noise (`_noise_reading`) may choose among readings this close to whole stops: it
+# settles two close readings, and overrules a close reading for one a little further off (a curve
+# shape fitted not quite right bends the measured steps) when it hears that one's gamma clearly.
+GRID_NOISE_STOPS = 0.25
 
 
 def grid_ratios(
-    linear: np.ndarray, reference: int, crf_gamma: float = DEFAULT_CRF_GAMMA, *, thirds: bool = True
+    linear: np.ndarray,
+    reference: int,
+    crf_gamma: float = DEFAULT_CRF_GAMMA,
+    *,
+    thirds: bool = True,
+    frames: Sequence[Frame] = (),
+    shape: CurveShape = 0.0,
 ) -> np.ndarray | None:
     """Blind ratios t_i / t_ref on the grid cameras bracket on, or None if the frames do not say.
 
     A camera of gamma g shows every step g / `crf_gamma` times as long as it is at `crf_gamma` (the
     exponential ambiguity of response and exposure), so the steps measured at `crf_gamma`
     (`_estimate_stops`) are read as whole stops (HDR brackets mostly are) through each gamma of
-    `GRID_GAMMAS`. One reading is taken; two (2.5 stops measured: 2 stops through a gamma-1.8
-    curve or 3 through a gamma-2.6 one) are a guess that would distort the radiance by a power of
-    1.5 if wrong: None. No reading falls back, with `thirds`, to snapping at `crf_gamma` to the
+    `GRID_GAMMAS`. Where the display `frames` (their curve's `shape` undone) show their noise, it
+    picks the reading whose gamma explains it clearly best (`_noise_reading`, among readings
+    within `GRID_NOISE_STOPS`). Else one reading within `GRID_WHOLE_STOPS` is taken; two (2.5
+    stops measured: 2 stops through a gamma-1.8 curve or 3 through a gamma-2.6 one) are a guess
+    that would distort the radiance by a power of 1.5 if wrong: None. No reading falls back,
+    with `thirds`, to snapping at `crf_gamma` to the
     whole/third-stop grid (`snap_stops`) if that puts every step on it; `make_bracket` allows it
     only for a plain power law (a fitted curve shape and a third-stop grid together fit brackets
     whose steps are on no grid, and such a fit costs more than the measured steps through gamma
@@ -277,15 +290,21 @@ def grid_ratios(
         return None
     order = np.argsort(raw, kind="stable")
     steps = np.diff(raw[order])
-    readings = set()
+    readings: dict[tuple[float, ...], float] = {}  # whole-stop reading: its least distance off the grid
     for gamma in (g for g in GAMMA_GRID if GRID_GAMMAS[0] <= g <= GRID_GAMMAS[1]):
         scaled = steps * gamma / crf_gamma
-        if np.all(np.abs(scaled - np.round(scaled)) <= GRID_WHOLE_STOPS):
-            readings.add(tuple(np.round(scaled)))
-    if len(readings) > 1:
-        return None  # 2 stops through a flat curve or 3 through a steep one: the pixels cannot tell
-    if readings:
-        snapped = np.asarray(readings.pop(), dtype=np.float64)
+        off = float(np.max(np.abs(scaled - np.round(scaled))))
+        reading = tuple(float(x) for x in np.round(scaled))
+        if off <= GRID_NOISE_STOPS and min(reading) > 0:
+            readings[reading] = min(off, readings.get(reading, math.inf))
+    close = [r for r, off in readings.items() if off <= GRID_WHOLE_STOPS]
+    heard = _noise_reading(set(readings), float(steps.sum()) / crf_gamma, frames, shape)
+    if heard is not None:
+        snapped = np.asarray(heard, dtype=np.float64)
+    elif len(close) == 1:
+        snapped = np.asarray(close[0], dtype=np.float64)
+    elif close:
+        return None  # 2 stops through a flat curve or 3 through a steep one, and the noise does not tell
     elif thirds:
         snapped = snap_stops(steps)
         if not np.allclose(snapped * 3, np.round(snapped * 3)):
@@ -297,6 +316,122 @@ def grid_ratios(
     stops = np.zeros(len(raw), dtype=np.float64)
     stops[order[1:]] = np.cumsum(snapped)
     return np.exp2(stops - stops[reference])
+
+
+# Whole-stop readings of a blind bracket (`grid_ratios`) are gammas, which the frames' noise tells
+# apart. Sensor noise has variance a L + b in the linear signal L (shot and read noise), so through
+# a response u = L ** (1 / g) its variance in codes is a u^(2 - g) + b u^(2 - 2g) (up to g^-2):
+# about flat over the levels for gammas near 2, falling for steeper curves. It is measured over
+# `NOISE_LEVELS` of the display range in `_NOISE_BLOCK`-pixel blocks (at each level the quietest
+# show noise rather than texture), and a reading is taken if its gamma explains the levels within
+# `NOISE_MAX_MISFIT` (rms log variance; pipelines that denoise fail it) and `NOISE_MARGIN` times
+# better than every other reading's. Through a fitted shoulder the shape's strength and the gamma
+# trade off; both readings are weighed through the same shape, and the right one still fits best.
+NOISE_LEVELS = (0.15, 0.7)
+NOISE_MAX_MISFIT = 0.1
+NOISE_MARGIN = 2.0
+# Read noise is taken to equal shot noise no higher than this signal (of the clipping level): a few
+# 1e-4 at base ISO, about 1e-2 at ISO 3200 (Brooks et al. 2019). Unbounded, its steep term lets a
+# flat response imitate a steep one.
+NOISE_READ_MAX = 0.03
+_NOISE_READ_GRID = (0.0, *(float(r) for r in np.geomspace(NOISE_READ_MAX / 32, NOISE_READ_MAX, 6)))
+_NOISE_BLOCK = 8
+_NOISE_BINS = 24
+_NOISE_QUIET = 0.1  # the quantile of block noise taken at each level
+_NOISE_MIN_BLOCKS = 20  # per level bin
+_NOISE_MIN_BINS = 8
+_NOISE_CLIP = 0.002  # blocks with a sample this close to black or white are left out (clipped noise)
+_NOISE_PIXELS = 2_000_000  # per frame: bands of rows beyond this (noise needs neighbours, not strides)
+_DIAGONAL = np.array([[1, -1], [-1, 1]], dtype=np.float32) / np.float32(2)  # white noise's variance kept
+
+
+def _noise_blocks(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(level, noise variance) of each block of one display channel with nothing near black or
+    clipped in it: the mean value and the mean square of the diagonal differences of 2x2
+    neighbours, which keep white noise's variance, drop smooth shading and of texture keep mostly
+    what runs diagonally."""
+    b = _NOISE_BLOCK
+    detail = cv2.filter2D(channel, -1, _DIAGONAL, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    inner = channel[1:-1, 1:-1]
+    h, w = (inner.shape[0] // b) * b, (inner.shape[1] // b) * b
+
+    def blocks(x: np.ndarray) -> np.ndarray:
+        return x[:h, :w].reshape(h // b, b, w // b, b).transpose(0, 2, 1, 3).reshape(-1, b * b)
+
+    values = blocks(inner)
+    ok = (values.max(axis=1) < 1 - _NOISE_CLIP) & (values.min(axis=1) > _NOISE_CLIP)
+    return values[ok].mean(axis=1), np.mean(np.square(blocks(detail)[ok]), axis=1)
+
+
+def _bands(data: np.ndarray) -> list[np.ndarray]:
+    """The frame, or bands of whole rows spread over it if it exceeds `_NOISE_PIXELS`."""
+    h, w = data.shape[:2]
+    if h * w <= _NOISE_PIXELS:
+        return [data]
+    rows = 4 * _NOISE_BLOCK + 2  # four rows of blocks (a border row is lost on each side)
+    count = max(1, _NOISE_PIXELS // (rows * w))
+    return [data[int(top) : int(top) + rows] for top in np.linspace(0, h - rows, count)]
+
+
+def noise_profile(frames: Sequence[Frame], shape: CurveShape = 0.0) -> tuple[np.ndarray, np.ndarray] | None:
+    """(levels, variances): the display frames' noise variance at levels of `NOISE_LEVELS`, both
+    with the curve's `shape` undone (gamma-2.2 codes), or None if the noise does not show (too
+    little of it above the quantization, or too few levels with enough blocks)."""
+    if not frames or frames[0].domain != "display" or any(f.floating for f in frames):
+        return None
+    levels, variances = [], []
+    for frame in frames:
+        for band in _bands(frame.data):
+            for c in range(band.shape[-1]):
+                level, variance = _noise_blocks(np.ascontiguousarray(band[..., c]))
+                levels.append(level)
+                variances.append(variance)
+    level, variance = np.concatenate(levels), np.concatenate(variances)
+    quantization = 1 / (12 * (2.0 ** max(f.bit_depth for f in frames) - 1) ** 2)
+    edges = np.linspace(*NOISE_LEVELS, _NOISE_BINS + 1)
+    u, var = [], []
+    for lo, hi in itertools.pairwise(edges):
+        v = variance[(level >= lo) & (level < hi)]
+        if v.size < _NOISE_MIN_BLOCKS:
+            continue
+        noise = float(np.quantile(v, _NOISE_QUIET)) - quantization
+        if noise <= quantization / 2:
+            return None  # a clean (or denoised) frame: what is left is rounding, not sensor noise
+        d = np.array([lo, (lo + hi) / 2, hi])
+        shaped = unshape(d, shape)  # its noise is d's times du/dd
+        u.append(float(shaped[1]))
+        var.append(noise * float((shaped[2] - shaped[0]) / (d[2] - d[0])) ** 2)
+    if len(u) < _NOISE_MIN_BINS:
+        return None
+    return np.asarray(u), np.asarray(var)
+
+
+def noise_misfit(profile: tuple[np.ndarray, np.ndarray], gamma: float) -> float:
+    """How far a `noise_profile` is from sensor noise through a response of `gamma`: the rms log
+    error of the best a (u^(2 - g) + r u^(2 - 2g)), shot noise a L plus read noise a r seen through
+    u = L^(1/g), with r up to `NOISE_READ_MAX`."""
+    u, var = profile
+    best = math.inf
+    for r in _NOISE_READ_GRID:
+        error = np.log(var) - np.log(u ** (2 - gamma) + r * u ** (2 - 2 * gamma))
+        best = min(best, float(np.sqrt(np.mean(np.square(error - error.mean())))))
+    return best
+
+
+def _noise_reading(
+    readings: set[tuple[float, ...]], stops_per_gamma: float, frames: Sequence[Frame], shape: CurveShape
+) -> tuple[float, ...] | None:
+    """The one of several whole-stop readings whose gamma (R stops in all: R / `stops_per_gamma`)
+    explains the frames' noise (`noise_misfit`) within `NOISE_MAX_MISFIT` and `NOISE_MARGIN` times
+    better than every other, if any (of two or more)."""
+    if len(readings) < 2 or not frames:
+        return None
+    profile = noise_profile(frames, shape)
+    if profile is None:
+        return None
+    misfits = sorted((noise_misfit(profile, sum(r) / stops_per_gamma), r) for r in readings)
+    (best, reading), (runner_up, _) = misfits[:2]
+    return reading if best <= NOISE_MAX_MISFIT and runner_up >= NOISE_MARGIN * best else None
 
 
 def _estimate_stops(linear: np.ndarray, crf_gamma: float, *, snap: bool) -> tuple[np.ndarray, bool]:
@@ -578,7 +713,7 @@ def make_bracket(
         # Blind: exposure steps measured at gamma 2.2 and found on the whole-stop grid stand in for
         # the times, so a response that is not gamma 2.2 is fitted as with known times.
         sample = _linear_sample(frames, gamma, shape)
-        grid = grid_ratios(sample, ref, gamma, thirds=shape == 0)
+        grid = grid_ratios(sample, ref, gamma, thirds=shape == 0, frames=frames, shape=shape)
         if grid is not None:
             estimated, steps = tuple(float(r) for r in grid), tuple(float(r) for r in grid)
         else:  # nothing confirms the shape: the ratios are measured through gamma 2.2 alone

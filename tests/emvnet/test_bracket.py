@@ -16,6 +16,8 @@ from emvnet.bracket import (
     grid_ratios,
     linearize,
     make_bracket,
+    noise_misfit,
+    noise_profile,
     select_reference,
     snap_stops,
 )
@@ -272,14 +274,45 @@ def test_grid_ratios_refuse_an_ambiguous_reading() -> None:
     """2-stop steps from a gamma-1.76 camera measure 2.5 stops at gamma 2.2: 2 stops through a
     flat curve or 3 through a steep one, both common. Neither is guessed (a wrong guess distorts
     the radiance by a power of 1.5): no grid ratios, and the blind bracket keeps gamma 2.2 with
-    the steps as measured."""
+    the steps as measured. Noise of one level at every signal (no shot noise) is no sensor's and
+    settles nothing."""
     rad = radiance_scene(96, 128, seed=8)
     frames = _strip_exif(ldr_bracket(rad, TIMES, gamma=1.76, noise=0.001, seed=3))
     lin = np.stack([linearize(f) for f in frames])
     assert grid_ratios(lin, 1) is None
+    assert grid_ratios(lin, 1, frames=frames) is None
     b = make_bracket(frames, None, reference=1)
     assert b.crf_gamma == 2.2
     assert abs(math.log2(b.ratios[2]) - 2.5) < 0.15
+
+
+@pytest.mark.parametrize(("gamma", "stops"), [(1.8, 2), (2.7, 3)])
+def test_sensor_noise_settles_an_ambiguous_reading(gamma: float, stops: int) -> None:
+    """2 stops through gamma 1.8 and 3 through gamma 2.7 measure alike (2.44 stops at 2.2); with
+    shot noise, how the noise changes with the level shows the gamma: the blind bracket gets the
+    right steps and response."""
+    rad = radiance_scene(128, 160, seed=3)
+    times = [2.0**-stops, 1.0, 2.0**stops]
+    frames = _strip_exif(ldr_bracket(rad, times, gamma=gamma, shot=0.002, noise=1e-4, seed=3))
+    lin = np.stack([linearize(f) for f in frames])
+    assert grid_ratios(lin, 1) is None  # the levels alone cannot tell
+    b = make_bracket(frames, None, reference=1)
+    np.testing.assert_allclose(b.ratios, times)
+    assert b.crf_gamma == pytest.approx(gamma, abs=0.15)
+
+
+def test_noise_misfit_tells_flat_from_steep_responses() -> None:
+    """Shot noise (plus some read noise) through gamma 1.8 and 2.7 is explained by its own gamma
+    and not by the other; a clean frame shows no noise profile at all."""
+    u = np.linspace(0.15, 0.7, 20)
+    flat = (u, u**0.2 + 0.01 * u**-1.6)  # gamma 1.8, read noise equal to shot noise at 1 % signal
+    steep = (u, u**-0.7)  # gamma 2.7, shot noise alone
+    assert noise_misfit(flat, 1.8) < 0.03 < 0.1 < noise_misfit(flat, 2.7)
+    assert noise_misfit(steep, 2.7) < 0.03 < 0.1 < noise_misfit(steep, 1.8)
+    clean = ldr_bracket(radiance_scene(128, 160, seed=3), TIMES)
+    assert noise_profile(clean) is None
+    noisy = ldr_bracket(radiance_scene(128, 160, seed=3), TIMES, shot=0.002, seed=3)
+    assert noise_profile(noisy) is not None
 
 
 def test_known_times_undo_a_shoulder_before_the_gamma() -> None:

@@ -36,14 +36,18 @@ def ldr_bracket(
     noise: float = 0.0,
     seed: int = 0,
     shoulder: float = 0.0,
+    shot: float = 0.0,
 ) -> list[Frame]:
     """Display-encoded frames: y = clip(radiance * t) ** (1 / gamma), rolled off by a `shoulder`
-    s as y (1 + s) / (1 + s y) (0: none), quantized to `bits`."""
+    s as y (1 + s) / (1 + s y) (0: none), quantized to `bits`. Sensor noise of variance
+    shot * signal + noise ** 2 is added before the curve."""
     rng = np.random.default_rng(seed)
     levels = 2**bits - 1
     frames = []
     for t in times:
-        lin = radiance * t + noise * rng.standard_normal(radiance.shape).astype(np.float32)
+        signal = radiance * t
+        sigma = np.sqrt(shot * np.clip(signal, 0, 1) + noise**2)
+        lin = signal + sigma * rng.standard_normal(radiance.shape).astype(np.float32)
         y = np.clip(lin, 0, 1) ** (1 / gamma)
         y = y * (1 + shoulder) / (1 + shoulder * y)
         code = np.round(y * levels) / levels
