@@ -276,14 +276,13 @@ def grid_ratios(
     picks the reading whose gamma explains it clearly best (`_noise_reading`, among readings
     within `GRID_NOISE_STOPS`). Else one reading within `GRID_WHOLE_STOPS` is taken; two (2.5
     stops measured: 2 stops through a gamma-1.8 curve or 3 through a gamma-2.6 one) are a guess
-    that would distort the radiance by a power of 1.5 if wrong: None. No reading falls back,
-    with `thirds`, to snapping at `crf_gamma` to the
-    whole/third-stop grid (`snap_stops`) if that puts every step on it; `make_bracket` allows it
-    only for a plain power law (a fitted curve shape and a third-stop grid together fit brackets
-    whose steps are on no grid, and such a fit costs more than the measured steps through gamma
-    2.2). Steps shorter than a third of a stop (a burst of equal exposures) leave nothing to
-    calibrate from: None. The result is meant to stand in for stated times (`make_bracket` fits
-    the response to it).
+    that would distort the radiance by a power of 1.5 if wrong: None. No reading falls back, with
+    `thirds`, to snapping at `crf_gamma` to the whole/third-stop grid (`snap_stops`) if that puts
+    every step on it; `make_bracket` allows it only for a plain power law (a fitted curve shape
+    and a third-stop grid together fit brackets whose steps are on no grid, and such a fit costs
+    more than the measured steps through gamma 2.2). Steps shorter than a third of a stop (a burst
+    of equal exposures) leave nothing to calibrate from: None. The result is meant to stand in for
+    stated times (`make_bracket` fits the response to it).
     """
     raw, measured = _estimate_stops(linear, crf_gamma, snap=False)
     if not measured:
