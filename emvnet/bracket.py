@@ -653,9 +653,10 @@ def make_bracket(
     or with `calibrate` the curve shape `fit_curve_shape` finds, undone before the gamma, and with
     known times the gamma `fit_gamma` finds for a 2-4 frame bracket). With `calibrate`, a bracket
     of `CALIBRATE_MIN_FRAMES` or more frames with known times gets the response calibrated from its
-    own frames. A blind bracket whose measured exposure steps land on the grid (`grid_ratios`) is
-    calibrated the same way from those ratios, which it keeps. Raises BracketError /
-    ExposureError with a message that says what to fix.
+    own frames. A blind bracket whose measured exposure steps land on the grid (`grid_ratios`; its
+    sensor noise settles steps that read as whole stops through two gammas) is calibrated the same
+    way from those ratios, which it keeps. Raises BracketError / ExposureError with a message that
+    says what to fix.
     """
     frames = tuple(frames)
     if len(frames) < MIN_FRAMES:
@@ -709,8 +710,9 @@ def make_bracket(
         quantiles = _quantiles(frames)  # (a stated gamma is a power law; long brackets calibrate)
         shape = fit_curve_shape(frames, quantiles)
     if fit and times is None:
-        # Blind: exposure steps measured at gamma 2.2 and found on the whole-stop grid stand in for
-        # the times, so a response that is not gamma 2.2 is fitted as with known times.
+        # Blind: exposure steps measured at gamma 2.2 and found on the whole-stop grid (through the
+        # gamma the frames' noise shows, where two fit) stand in for the times, so a response that
+        # is not gamma 2.2 is fitted as with known times.
         sample = _linear_sample(frames, gamma, shape)
         grid = grid_ratios(sample, ref, gamma, thirds=shape == 0, frames=frames, shape=shape)
         if grid is not None:
