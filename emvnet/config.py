@@ -86,7 +86,7 @@ class ModelConfig:
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     # "weighted": `emvnet.fusion`'s deghosted, noise-weighted merge of the flow-aligned frames;
     # "reference": the reference wherever it does not clip (MODEL_CARD.md). The variants name it
-    # (`_prior`); the default is for checkpoint JSON written before the field existed (session 4),
+    # (`VARIANT_PRIOR`); the default is for checkpoint JSON written before the field existed (session 4),
     # whose weights were all trained on the reference-first merge.
     prior: Prior = "reference"
     tile: int = 512  # engine tile side in input pixels; bounds memory
@@ -134,13 +134,12 @@ class ModelConfig:
 # ---- the variants: one small factory each -------------------------------------------------------
 
 
-def _prior(task: Task) -> Prior:
-    # RGB and raw HDR weights are trained on the weighted merge; E2E-ISP on the reference-first one
-    # it shipped with. Raw moved in session 5: with the reference floor (fusion.REFERENCE_FLOOR) the
-    # untrained weighted prior scores 32.20 dB on the raw validation set (30.75 without the floor)
-    # against 32.37 for reference-first, and `weighted` had overtaken the reference-first network
-    # on raw brackets (MODEL_CARD.md, "Output prior").
-    return "reference" if task == "isp" else "weighted"
+# Every variant is trained on the weighted merge (`emvnet.fusion`): RGB since session 4, raw HDR
+# since session 5 (with the reference floor, fusion.REFERENCE_FLOOR, the untrained weighted prior
+# scored 32.20 dB on raw validation, 30.75 without it, against 32.37 for reference-first, and
+# `weighted` had overtaken the reference-first network on raw brackets), E2E-ISP since session 7.
+# Checkpoints name their prior in their JSON, so older ones keep the merge they were trained on.
+VARIANT_PRIOR: Prior = "weighted"
 
 
 def _paper(name: str, task: Task, n_rrdb: int, hourglass: int) -> ModelConfig:
@@ -150,7 +149,7 @@ def _paper(name: str, task: Task, n_rrdb: int, hourglass: int) -> ModelConfig:
     return ModelConfig(
         name=name,
         task=task,
-        prior=_prior(task),
+        prior=VARIANT_PRIOR,
         features=FeatureConfig(n_rrdb=n_rrdb, filters=32, growth=16),
         volume=VolumeConfig(down=4),
         aggregation=AggregationConfig(filters=hourglass, decoder_filters=32),
@@ -167,7 +166,7 @@ def _fast(name: str, task: Task, hourglass: int) -> ModelConfig:
     return ModelConfig(
         name=name,
         task=task,
-        prior=_prior(task),
+        prior=VARIANT_PRIOR,
         features=FeatureConfig(n_rrdb=6, filters=16, growth=8, depthwise=True, unshuffle=2, stride=2),
         volume=VolumeConfig(down=2, motion_window=40, motion_step=8, pool_exposures=True),
         aggregation=AggregationConfig(filters=hourglass, decoder_filters=16),

@@ -21,10 +21,11 @@ Structure, with the choices the paper leaves open:
   warped by the network's flow, Y = (prior + eps) exp(r) - eps, clamped at 0. The last convolution
   starts at zero, so an untrained network already returns that merge and every output is
   non-negative. `config.prior` names the merge: "weighted" (`emvnet.fusion`: noise-weighted by
-  level and exposure, deghosted against the reference; the RGB and raw HDR variants) or
-  "reference" (the reference where it does not clip, the other frames where it does; the E2E-ISP
-  weights were trained on it). The weighted prior averages the long frame's clean shadows into the result
-  instead of asking the residual to denoise the reference.
+  level and exposure, deghosted against the reference; every variant) or "reference" (the
+  reference where it does not clip, the other frames where it does; checkpoints from before
+  session 4 and the E2E-ISP weights until session 7 were trained on it). The weighted prior
+  averages the long frame's clean shadows into the result instead of asking the residual to
+  denoise the reference.
 - Heads: RGB HDR (3 -> 3 channels), raw HDR (packed RGGB, 4 -> 4), E2E-ISP (packed RGGB in, display
   sRGB at twice the packed size out: an extra x2 in the sub-pixel convolution; the prior is the
   merge demosaiced bilinearly, white-balanced and through the house display curve, with the

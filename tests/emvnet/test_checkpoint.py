@@ -38,12 +38,12 @@ def test_config_round_trip_keeps_ablation_switches() -> None:
 
 def test_config_written_before_the_prior_field_keeps_the_reference_prior() -> None:
     """Checkpoints saved before `prior` existed were trained on the reference-first merge; the
-    variants themselves name their prior (RGB and raw HDR weighted, E2E-ISP reference)."""
+    variants themselves name their prior (the weighted merge, every task)."""
     data = config_to_dict(variant("emvnet-fast-rgb"))
     assert data.pop("prior") == "weighted"
     assert config_from_dict(data).prior == "reference"
-    assert variant("emvnet-fast-raw").prior == "weighted"
-    assert variant("emvnet-fast-isp").prior == "reference"
+    for name in ("emvnet-fast-raw", "emvnet-fast-isp", "emvnet-paper-isp"):
+        assert variant(name).prior == "weighted"
 
 
 def test_unknown_config_field_is_refused() -> None:
