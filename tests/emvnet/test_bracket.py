@@ -11,6 +11,7 @@ from helpers.synth import ldr_bracket, radiance_scene
 
 from emvnet.bracket import (
     Bracket,
+    _bands,
     estimate_ratios,
     fit_curve_shape,
     grid_ratios,
@@ -299,6 +300,17 @@ def test_sensor_noise_settles_an_ambiguous_reading(gamma: float, stops: int) -> 
     b = make_bracket(frames, None, reference=1)
     np.testing.assert_allclose(b.ratios, times)
     assert b.crf_gamma == pytest.approx(gamma, abs=0.15)
+
+
+def test_large_frames_are_heard_in_bands() -> None:
+    """Frames over 2 MP are read in bands of rows spread over the frame (noise needs neighbours, so
+    a strided sample would not do); the bands still settle an ambiguous reading."""
+    rad = radiance_scene(1500, 1440, seed=3)
+    times = [0.125, 1.0, 8.0]
+    frames = _strip_exif(ldr_bracket(rad, times, gamma=2.7, shot=0.002, noise=1e-4, seed=3))
+    assert len(_bands(frames[0].data)) > 1
+    b = make_bracket(frames, None, reference=1)
+    np.testing.assert_allclose(b.ratios, times)
 
 
 def test_noise_misfit_tells_flat_from_steep_responses() -> None:
