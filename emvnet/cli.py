@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from emvnet import checkpoint, evaluate, registry, train
-from emvnet.bracket import DEFAULT_CRF_GAMMA, Reference
+from emvnet.bracket import DEFAULT_CRF_GAMMA, Bracket, Reference
 from emvnet.data import devset
 from emvnet.errors import EmvnetError
 from emvnet.frame import Frame
@@ -188,6 +188,28 @@ def _describe_exposures(frames: Sequence[Frame], given: Sequence[float] | None) 
     return f"exposures {text} s ({'given' if given else 'EXIF'})"
 
 
+def _describe_linearization(bracket: Bracket) -> str | None:
+    """How display frames were linearized and, blind, the exposure ratios the merge used: the two
+    guesses a blind merge stands on, worth a line when its result surprises."""
+    if bracket.frames[0].domain != "display":
+        return None
+    if bracket.response is not None:
+        text = "response calibrated from the bracket"
+    else:
+        shape = bracket.curve_shape
+        curve = (
+            ""
+            if shape == 0
+            else (" after the sRGB curve" if shape == "srgb" else f" after a shoulder {shape:g}")
+        )
+        text = f"response gamma {bracket.crf_gamma:g}{curve}"
+    if bracket.blind:
+        ratios = ", ".join(f"{r:.3g}" for r in bracket.ratios)
+        how = "whole stops" if bracket.estimated_ratios is not None else "as measured"
+        text += f"; exposure ratios to the reference {ratios} ({how})"
+    return text
+
+
 def _fmt_time(t: float) -> str:
     return f"1/{1 / t:.4g}" if t < 1 else f"{t:.4g}"
 
@@ -225,6 +247,9 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     )
 
     bracket = enhancer.prepare(frames, args.exposures, args.reference)
+    linearization = _describe_linearization(bracket)
+    if linearization is not None:
+        log.info("%s", linearization)
     t3 = time.perf_counter()
     (hdr,) = enhancer.merge([bracket])
     t4 = time.perf_counter()

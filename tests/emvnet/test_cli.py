@@ -100,6 +100,21 @@ def test_progress_and_timing_on_stderr(tmp_path: Path) -> None:
     assert result.stdout == ""
     assert "merged with" in result.stderr and "s/MP" in result.stderr
     assert "exposures 1/8, 1, 8 s (EXIF)" in result.stderr
+    assert "response gamma" in result.stderr and "exposure ratios" not in result.stderr
+
+
+def test_blind_merge_reports_its_ratios(tmp_path: Path) -> None:
+    """A blind merge says which exposure ratios and response it assumed, in reference units."""
+    stripped = []
+    for i, path in enumerate(FRAMES):
+        p = tmp_path / f"noexif{i}.png"
+        Image.open(path).save(p)
+        stripped.append(str(p))
+    result = run_cli("enhance", *stripped, "-o", str(tmp_path / "b.png"))
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stderr.splitlines() if "exposure ratios to the reference" in x)
+    ratios = [float(r) for r in line.split("reference ")[1].split(" (")[0].split(", ")]
+    assert ratios[1] == 1.0 and ratios[0] < 0.2 and ratios[2] > 5  # 1/8, 1, 8 s, read from the pixels
 
 
 def test_help_is_complete() -> None:
