@@ -25,6 +25,16 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def frames_without_exif(folder: Path) -> list[str]:
+    """The fixture bracket re-saved as PNGs, which carry no exposure times: merged blind."""
+    stripped = []
+    for i, path in enumerate(FRAMES):
+        p = folder / f"noexif{i}.png"
+        Image.open(path).save(p)
+        stripped.append(str(p))
+    return stripped
+
+
 def open_with_opencv(path: Path) -> np.ndarray:
     """Decode a file with OpenCV in a fresh process (EXR support must be enabled before import)."""
     code = (
@@ -82,11 +92,7 @@ def test_exposures_flag_wins_over_exif(tmp_path: Path) -> None:
 
 def test_blind_merge_and_models(tmp_path: Path) -> None:
     """Frames without EXIF merge blind, with each classical model."""
-    stripped = []
-    for i, path in enumerate(FRAMES):
-        p = tmp_path / f"noexif{i}.png"
-        Image.open(path).save(p)
-        stripped.append(str(p))
+    stripped = frames_without_exif(tmp_path)
     for model in ("auto", "debevec", "robertson", "mertens"):
         out = tmp_path / f"{model}.exr"
         assert main(["-q", "enhance", *stripped, "-o", str(out), "--model", model]) == 0, model
@@ -105,11 +111,7 @@ def test_progress_and_timing_on_stderr(tmp_path: Path) -> None:
 
 def test_blind_merge_reports_its_ratios(tmp_path: Path) -> None:
     """A blind merge says which exposure ratios and response it assumed, in reference units."""
-    stripped = []
-    for i, path in enumerate(FRAMES):
-        p = tmp_path / f"noexif{i}.png"
-        Image.open(path).save(p)
-        stripped.append(str(p))
+    stripped = frames_without_exif(tmp_path)
     result = run_cli("enhance", *stripped, "-o", str(tmp_path / "b.png"))
     assert result.returncode == 0, result.stderr
     line = next(x for x in result.stderr.splitlines() if "exposure ratios to the reference" in x)
