@@ -34,15 +34,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emvnet import checkpoint  # noqa: E402
-from emvnet.bracket import make_bracket  # noqa: E402
-from emvnet.data.kalantari import find_scenes  # noqa: E402
-from emvnet.engine import NetworkMerger, Prealign  # noqa: E402
+from emvnet.evaluation.metrics import hdr_metrics  # noqa: E402
 from emvnet.io import read_image  # noqa: E402
-from emvnet.losses.composite import LossConfig  # noqa: E402
-from emvnet.metrics import hdr_metrics  # noqa: E402
-from emvnet.train import train  # noqa: E402
-from emvnet.train_config import TrainConfig, load_config  # noqa: E402
+from emvnet.merge.bracket import make_bracket  # noqa: E402
+from emvnet.net import checkpoint  # noqa: E402
+from emvnet.net.engine import NetworkMerger, Prealign  # noqa: E402
+from emvnet.training.config import TrainConfig, load_config  # noqa: E402
+from emvnet.training.data.kalantari import find_scenes  # noqa: E402
+from emvnet.training.losses.composite import LossConfig  # noqa: E402
+from emvnet.training.trainer import train  # noqa: E402
 
 BASE = ROOT / "configs" / "emvnet-fast-rgb.toml"
 SHIPPED_LOSS: dict[str, Any] = {

@@ -26,13 +26,13 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emvnet.baselines import merge_weighted  # noqa: E402
-from emvnet.bracket import Bracket, make_bracket  # noqa: E402
-from emvnet.data.devset import SETTINGS, find_sources, simulator_config  # noqa: E402
-from emvnet.data.scenes import HdrScenes  # noqa: E402
-from emvnet.data.simulator import Sample, SimulatorConfig, simulate  # noqa: E402
+from emvnet.evaluation.metrics import hdr_metrics  # noqa: E402
 from emvnet.frame import ExposureInfo  # noqa: E402
-from emvnet.metrics import hdr_metrics  # noqa: E402
+from emvnet.merge.bracket import Bracket, make_bracket  # noqa: E402
+from emvnet.merge.classical import merge_weighted  # noqa: E402
+from emvnet.training.data.devset import SETTINGS, find_sources, simulator_config  # noqa: E402
+from emvnet.training.data.scenes import HdrScenes  # noqa: E402
+from emvnet.training.data.simulator import Sample, SimulatorConfig, simulate  # noqa: E402
 
 
 def _score(bracket: Bracket, truth: np.ndarray) -> float:

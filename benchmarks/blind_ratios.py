@@ -1,4 +1,4 @@
-"""How far blind exposure ratios land from the true ones: `emvnet.bracket.estimate_ratios` at gamma
+"""How far blind exposure ratios land from the true ones: `emvnet.merge.bracket.estimate_ratios` at gamma
 2.2 (unsnapped and snapped), and what a blind `make_bracket` keeps ("blind bracket": the shoulder fit
 and the gamma search of `grid_ratios`, falling back to the snapped estimate).
 
@@ -24,12 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emvnet.bracket import _linear_sample, estimate_ratios, make_bracket  # noqa: E402
-from emvnet.data.devset import find_sources  # noqa: E402
-from emvnet.data.scenes import HdrScenes  # noqa: E402
-from emvnet.data.simulator import SimulatorConfig, simulate  # noqa: E402
 from emvnet.frame import ExposureInfo, Frame  # noqa: E402
 from emvnet.io import read_image  # noqa: E402
+from emvnet.merge.bracket import _linear_sample, estimate_ratios, make_bracket  # noqa: E402
+from emvnet.training.data.devset import find_sources  # noqa: E402
+from emvnet.training.data.scenes import HdrScenes  # noqa: E402
+from emvnet.training.data.simulator import SimulatorConfig, simulate  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 

@@ -43,8 +43,8 @@ stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
   ablation_pid=$!
 
   stamp "2. CUDA tests"
-  timeout 240 python3 -m pytest -q -p no:cacheprovider tests/emvnet/test_cuda.py tests/emvnet/test_engine.py \
-    tests/emvnet/test_infer.py tests/emvnet/test_fusion.py 2>&1 | tail -25
+  timeout 240 python3 -m pytest -q -p no:cacheprovider tests/emvnet/test_cuda.py tests/emvnet/net/test_engine.py \
+    tests/emvnet/test_infer.py tests/emvnet/merge/test_fusion.py 2>&1 | tail -25
 
   stamp "waiting for the trainings"
   wait "$train_pid"; echo "paper-rgb training exit $?"

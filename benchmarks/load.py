@@ -262,8 +262,8 @@ def install_random_weights(name: str) -> None:
     """Point this process and the servers it spawns at a temporary folder with random weights."""
     import torch
 
-    from emvnet import checkpoint
-    from emvnet.model import build_model
+    from emvnet.net import checkpoint
+    from emvnet.net.model import build_model
 
     folder = Path(tempfile.mkdtemp(prefix="emvnet-random-weights-"))
     torch.manual_seed(0)

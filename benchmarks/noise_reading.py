@@ -26,12 +26,12 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emvnet.bracket import DEFAULT_CRF_GAMMA, _linear_sample, fit_curve_shape, grid_ratios  # noqa: E402
-from emvnet.data.camera import CrfConfig  # noqa: E402
-from emvnet.data.devset import SETTINGS, find_sources, simulator_config  # noqa: E402
-from emvnet.data.scenes import HdrScenes  # noqa: E402
-from emvnet.data.simulator import simulate  # noqa: E402
 from emvnet.frame import ExposureInfo  # noqa: E402
+from emvnet.merge.bracket import DEFAULT_CRF_GAMMA, _linear_sample, fit_curve_shape, grid_ratios  # noqa: E402
+from emvnet.training.data.camera import CrfConfig  # noqa: E402
+from emvnet.training.data.devset import SETTINGS, find_sources, simulator_config  # noqa: E402
+from emvnet.training.data.scenes import HdrScenes  # noqa: E402
+from emvnet.training.data.simulator import simulate  # noqa: E402
 
 CASES = ((1.8, 2), (2.7, 3))  # (gamma, stops per step): the pair that measures alike
 

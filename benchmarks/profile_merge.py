@@ -41,7 +41,7 @@ def main() -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from emvnet.engine import NetworkMerger
+    from emvnet.net.engine import NetworkMerger
 
     layout = "rgb" if args.model.endswith("-rgb") else "rggb"
     bracket = _bracket(*SIZES[args.size], layout, blind=False)

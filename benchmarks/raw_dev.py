@@ -26,14 +26,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emvnet import checkpoint  # noqa: E402
-from emvnet.baselines import merge_weighted  # noqa: E402
-from emvnet.data.motion import MotionConfig  # noqa: E402
-from emvnet.data.raw import finish, process  # noqa: E402
-from emvnet.data.scenes import HdrScenes  # noqa: E402
-from emvnet.data.simulator import SimulatorConfig, simulate  # noqa: E402
-from emvnet.engine import NetworkMerger  # noqa: E402
-from emvnet.metrics import psnr, psnr_mu  # noqa: E402
+from emvnet.evaluation.metrics import psnr, psnr_mu  # noqa: E402
+from emvnet.merge.classical import merge_weighted  # noqa: E402
+from emvnet.net import checkpoint  # noqa: E402
+from emvnet.net.engine import NetworkMerger  # noqa: E402
+from emvnet.training.data.motion import MotionConfig  # noqa: E402
+from emvnet.training.data.raw import finish, process  # noqa: E402
+from emvnet.training.data.scenes import HdrScenes  # noqa: E402
+from emvnet.training.data.simulator import SimulatorConfig, simulate  # noqa: E402
 
 
 def demosaic_bilinear(packed: np.ndarray) -> np.ndarray:

@@ -34,8 +34,8 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emvnet.data.datasets import SyntheticBrackets  # noqa: E402
-from emvnet.data.scenes import (  # noqa: E402
+from emvnet.training.data.datasets import SyntheticBrackets  # noqa: E402
+from emvnet.training.data.scenes import (  # noqa: E402
     HdrScenes,
     MixedScenes,
     PhotoScenes,
@@ -44,7 +44,7 @@ from emvnet.data.scenes import (  # noqa: E402
     default_data_root,
     training_files,
 )
-from emvnet.data.simulator import SimulatorConfig, simulate  # noqa: E402
+from emvnet.training.data.simulator import SimulatorConfig, simulate  # noqa: E402
 
 
 def _real_scenes() -> SceneSource | None:

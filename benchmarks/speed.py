@@ -49,8 +49,8 @@ TIMES = (0.25, 1.0, 4.0)
 def _bracket(h: int, w: int, layout: str, blind: bool, seed: int = 0):
     import cv2
 
-    from emvnet.bracket import make_bracket
     from emvnet.frame import Frame
+    from emvnet.merge.bracket import make_bracket
 
     rng = np.random.default_rng(seed)
     if layout == "rggb":
@@ -73,7 +73,7 @@ def _bracket(h: int, w: int, layout: str, blind: bool, seed: int = 0):
 
 def _merger(name: str, prealign: str, device: str):
     from emvnet import registry
-    from emvnet.engine import NetworkMerger
+    from emvnet.net.engine import NetworkMerger
 
     if name.startswith("emvnet-"):
         return NetworkMerger.random(name, device=device, prealign=prealign)  # type: ignore[arg-type]
@@ -131,10 +131,10 @@ def accuracy(names: list[str]) -> None:
     import cv2
     import torch
 
-    from emvnet import checkpoint
-    from emvnet.bracket import make_bracket
-    from emvnet.engine import NetworkMerger
     from emvnet.frame import Frame
+    from emvnet.merge.bracket import make_bracket
+    from emvnet.net import checkpoint
+    from emvnet.net.engine import NetworkMerger
 
     lins = []
     for stem in ("IMG_2600", "IMG_2601", "IMG_2602"):

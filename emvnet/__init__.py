@@ -11,17 +11,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emvnet.bracket import Bracket, make_bracket
     from emvnet.errors import EmvnetError
     from emvnet.frame import ExposureInfo, Frame
     from emvnet.infer import Enhancer
+    from emvnet.merge.bracket import Bracket, make_bracket
 
 __all__ = ["Bracket", "EmvnetError", "Enhancer", "ExposureInfo", "Frame", "make_bracket"]
 __version__ = "0.1.0"
 
 _HOMES = {
-    "Bracket": "emvnet.bracket",
-    "make_bracket": "emvnet.bracket",
+    "Bracket": "emvnet.merge.bracket",
+    "make_bracket": "emvnet.merge.bracket",
     "EmvnetError": "emvnet.errors",
     "ExposureInfo": "emvnet.frame",
     "Frame": "emvnet.frame",

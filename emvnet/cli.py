@@ -18,13 +18,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from emvnet import checkpoint, evaluate, registry, train
-from emvnet.bracket import DEFAULT_CRF_GAMMA, Bracket, Reference
-from emvnet.data import devset
+from emvnet import registry
 from emvnet.errors import EmvnetError
+from emvnet.evaluation import evaluate
 from emvnet.frame import Frame
 from emvnet.infer import Enhancer
 from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, output_format_for, read_image, write_image
+from emvnet.merge.bracket import DEFAULT_CRF_GAMMA, Bracket, Reference
+from emvnet.net import checkpoint
+from emvnet.training import command as train_command
+from emvnet.training.data import devset
 
 log = logging.getLogger("emvnet")
 
@@ -157,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the available merge models")
     models.set_defaults(run=cmd_models)
     evaluate.add_parser(sub)
-    train.add_parser(sub)
+    train_command.add_parser(sub)
     devset.add_parser(sub)
     add_plugin_commands(sub)
     return parser

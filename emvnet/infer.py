@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from emvnet import registry
-from emvnet.bracket import Bracket, Reference, make_bracket
 from emvnet.errors import BracketError, DeviceError
 from emvnet.frame import Frame
 from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, read_image
+from emvnet.merge.bracket import Bracket, Reference, make_bracket
 
 log = logging.getLogger(__name__)
 

@@ -8,36 +8,13 @@ at the bottom of this file (no folder scanning); registering a name twice is an 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
 
-import numpy as np
-
-from emvnet.bracket import Bracket
 from emvnet.errors import UnknownModelError
+from emvnet.merge.merger import Merger, ModelSpec
+
+__all__ = ["AUTO", "AUTO_ORDER", "Merger", "ModelSpec", "get", "load", "names", "register", "specs"]
 
 log = logging.getLogger(__name__)
-
-
-class Merger(Protocol):
-    """Merges brackets of one shape into linear HDR.
-
-    `merge` returns one float32 (H, W, C_out) array per bracket, linear, in the reference frame's
-    units (1.0 = the reference's clipping level) and aligned to the reference. The brackets handed
-    to one call share shape, frame count and layout (the caller groups them).
-    """
-
-    def merge(self, brackets: Sequence[Bracket]) -> list[np.ndarray]: ...
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    summary: str  # one line for `emvnet models` and --help
-    kind: Literal["classical", "network"]
-    input_layout: Literal["rgb", "rggb"]  # what frames it merges: RGB, or packed Bayer raw
-    build: Callable[[str], Merger]  # device string ("cpu", "cuda", "cuda:1") -> a loaded merger
 
 
 AUTO = "auto"
@@ -90,11 +67,12 @@ def specs() -> list[ModelSpec]:
 
 
 def _register_builtin() -> None:
-    # The one place that lists which modules contribute models. The modules import this one for
-    # `ModelSpec`, so they are imported on first use of the table rather than at import time.
-    from emvnet import baselines, engine
+    # The one place that lists which modules contribute models. They are imported on first use of
+    # the table, so importing the registry does not load torch.
+    from emvnet.merge import classical
+    from emvnet.net import engine
 
-    for spec in (*baselines.SPECS, *engine.SPECS):
+    for spec in (*classical.SPECS, *engine.SPECS):
         register(spec)
 
 

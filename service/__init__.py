@@ -2,7 +2,7 @@
 
 Imports flow one way: `service -> worker -> emvnet`. Layout: `settings` (EMVNET_* environment),
 `errors` (the one table of HTTP statuses and gRPC codes), `validation` and `negotiation` (what is
-checked before queueing), `backend` / `redis_backend` (embedded batcher or Redis + Celery),
+checked before queueing), `backends` (embedded batcher or Redis + Celery),
 `api/` (routers per resource), `grpc_server` / `grpc_stream`, `metrics`, and `cli` (`emvnet serve`).
 Generated protobuf stubs live in `_generated/` (scripts/gen_proto.py; never edit by hand).
 """

@@ -69,7 +69,7 @@ class _QuietServer(uvicorn.Server):
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run REST (uvicorn) and gRPC on one event loop until `stop` is set (or a stop signal)."""
     from service.api import create_app
-    from service.backend import build_backend
+    from service.backends import build_backend
     from service.grpc_server import create_server
     from worker.logs import setup_logging
     from worker.metrics import mark_process_dead

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,53 +26,18 @@ from typing_extensions import override
 
 from service import metrics
 from service._generated import enhance_pb2, enhance_pb2_grpc
-from service.backend import Backend
+from service.backends import Backend
 from service.errors import ErrorInfo, UnauthenticatedError, describe
+from service.grpc_common import abort, metadata, output_format, response_from
+from service.grpc_stream import stream_brackets
 from service.settings import MIB, Settings
 from service.validation import EnhanceParams, validate
-from worker.jobs import DeadlineExceededError, JobFailure, JobOutput, OutputFormat
+from worker.jobs import DeadlineExceededError, JobFailure, JobOutput
 from worker.logs import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = enhance_pb2.DESCRIPTOR.services_by_name["Enhancer"].full_name
-FORMATS: dict[int, OutputFormat] = {
-    enhance_pb2.OUTPUT_FORMAT_UNSPECIFIED: "png",
-    enhance_pb2.OUTPUT_FORMAT_PNG: "png",
-    enhance_pb2.OUTPUT_FORMAT_JPEG: "jpeg",
-    enhance_pb2.OUTPUT_FORMAT_TIFF: "tiff",
-    enhance_pb2.OUTPUT_FORMAT_RADIANCE: "hdr",
-    enhance_pb2.OUTPUT_FORMAT_EXR: "exr",
-}
-
-
-def output_format(value: int) -> OutputFormat:
-    return FORMATS.get(value, "png")
-
-
-def response_from(outcome: JobOutput, request_id: str, job_id: str, sequence: int = 0) -> Any:
-    return enhance_pb2.EnhanceResponse(
-        request_id=request_id,
-        image=outcome.image,
-        content_type=outcome.content_type,
-        width=outcome.width,
-        height=outcome.height,
-        reference=outcome.reference,
-        blind=outcome.blind,
-        inference_seconds=outcome.inference_seconds,
-        model=outcome.model,
-        sequence=sequence,
-        job_id=job_id,
-    )
-
-
-def error_detail(info: ErrorInfo) -> Any:
-    return enhance_pb2.ErrorDetail(code=info.code, message=info.message, grpc_code=info.grpc_code.value[0])
-
-
-def metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
-    """The call's text metadata, keys lower-cased."""
-    return {k.lower(): v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
 
 
 class EnhancerServicer(enhance_pb2_grpc.EnhancerServicer):
@@ -147,8 +112,6 @@ class EnhancerServicer(enhance_pb2_grpc.EnhancerServicer):
     async def EnhanceStream(
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        from service.grpc_stream import stream_brackets  # the stream's own state machine
-
         start, code = time.perf_counter(), grpc.StatusCode.OK
         metrics.INFLIGHT_REQUESTS.labels("grpc").inc()
         try:
@@ -176,19 +139,6 @@ class _Failed(Exception):  # noqa: N818 - a carrier, not an error type of its ow
     def __init__(self, info: ErrorInfo) -> None:
         super().__init__(info.message)
         self.info = info
-
-
-async def abort(
-    context: grpc.aio.ServicerContext[Any, Any], info: ErrorInfo, request_id: str, retry_after_s: int
-) -> NoReturn:
-    """End the call with the table's code; the error code and request id go in trailing metadata."""
-    trailer: list[tuple[str, str]] = [("emvnet-error-code", info.code), ("x-request-id", request_id)]
-    if info.retry:
-        trailer.append(("retry-after", str(retry_after_s)))
-    if info.code == "internal":
-        log.error("internal error in a gRPC call: %s", info.message)
-    await context.abort(info.grpc_code, info.message, trailing_metadata=tuple(trailer))
-    raise AssertionError("context.abort returns only by raising")
 
 
 def record(method: str, code: grpc.StatusCode, seconds: float) -> None:

@@ -19,21 +19,28 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 
 from service import metrics
 from service._generated import enhance_pb2
 from service.errors import InvalidRequestError, PayloadTooLargeError, describe
-from service.grpc_server import abort, error_detail, output_format, response_from
+from service.grpc_common import abort, error_detail, output_format, response_from
+from service.settings import Settings
 from service.validation import EnhanceParams
-from worker.jobs import JobFailure
-
-if TYPE_CHECKING:
-    from service.grpc_server import EnhancerServicer
+from worker.jobs import JobFailure, JobOutput
 
 MAX_PENDING = 8
+
+
+class Merging(Protocol):
+    """What the stream needs of the servicer (`grpc_server.EnhancerServicer` implements it)."""
+
+    settings: Settings
+
+    def wait_budget(self, context: grpc.aio.ServicerContext[Any, Any]) -> float: ...
+    async def merge(self, params: EnhanceParams, budget: float) -> tuple[JobOutput | JobFailure, str]: ...
 
 
 @dataclass
@@ -70,7 +77,7 @@ def _add_chunk(bracket: _Bracket, chunk: Any, limit: int, last_index: int) -> in
     return int(index)
 
 
-async def _answer(servicer: EnhancerServicer, bracket: _Bracket, budget: float) -> Any:
+async def _answer(servicer: Merging, bracket: _Bracket, budget: float) -> Any:
     """The response for one assembled bracket: its image, or its error (never raises but cancel)."""
     header = bracket.header
     request_id = header.request_id or uuid.uuid4().hex
@@ -101,7 +108,7 @@ async def _answer(servicer: EnhancerServicer, bracket: _Bracket, budget: float) 
 
 
 async def _read(
-    servicer: EnhancerServicer,
+    servicer: Merging,
     requests: AsyncIterator[Any],
     context: grpc.aio.ServicerContext[Any, Any],
     pending: asyncio.Queue[asyncio.Task[Any] | BaseException | None],
@@ -142,7 +149,7 @@ async def _read(
 
 
 async def stream_brackets(
-    servicer: EnhancerServicer, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    servicer: Merging, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
 ) -> AsyncIterator[Any]:
     """Responses in bracket order; ends the call with a status on a protocol error."""
     pending: asyncio.Queue[asyncio.Task[Any] | BaseException | None] = asyncio.Queue(MAX_PENDING)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from service.backend import JobView
+from service.backends.contract import JobView
 from worker.jobs import JobFailure, JobOutput, JobState, OutputFormat
 
 

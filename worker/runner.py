@@ -20,10 +20,10 @@ from typing import Literal
 import numpy as np
 
 from emvnet import registry
-from emvnet.bracket import Bracket, Reference
 from emvnet.errors import UnknownModelError
 from emvnet.infer import Enhancer
 from emvnet.io import encode_image
+from emvnet.merge.bracket import Bracket, Reference
 from worker import metrics
 from worker.jobs import Job, JobFailure, JobOutput, Outcome
 from worker.settings import WorkerSettings

@@ -17,7 +17,7 @@ compare-and-set (`claim_orphan`), so that of several scanners exactly one re-que
 is what the lost-message scan reads: a job queued for longer than a grace period whose task message
 is in neither the broker's queue nor kombu's `unacked` hash (`broker_messages`) is taken back the
 same way (`claim_lost`).
-`JobStore` (sync) is the worker's view, `service.redis_backend` holds the gateway's async one.
+`JobStore` (sync) is the worker's view, `service.backends.redis_celery` holds the gateway's async one.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ tonemapped 8-bit sRGB picture.
 
 Modules: `sniff` (magic bytes), `tiffmeta` (bounded TIFF directory walker), `exif` (exposure and
 orientation), `ldr` (JPEG, PNG), `tiff`, `exr`, `radiance`, `raw` (rawpy), `readers` (dispatch),
-`writers`.
+`writers`, and `tonemap` (transfer curves, the metric's mu-law and the display tonemap).
 """
 
 from emvnet.io.common import DEFAULT_MAX_PIXELS, ImageInfo

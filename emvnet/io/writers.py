@@ -1,5 +1,5 @@
 """Encoding a linear HDR result: OpenEXR, Radiance and float TIFF keep the linear values; PNG and JPEG
-get the tonemapped 8-bit sRGB picture from `emvnet.tonemap.display`.
+get the tonemapped 8-bit sRGB picture from `emvnet.io.tonemap.display`.
 
 Input is float (H, W, 3) linear RGB; OpenEXR and TIFF also take (H, W, 4) packed raw (R, G1, G2, B).
 NaN and inf are written as 0 in every format. Negative values survive in OpenEXR and TIFF (both store
@@ -22,7 +22,7 @@ import tifffile
 
 from emvnet.errors import UnsupportedFormatError
 from emvnet.io.tiff import RGGB_MARKER
-from emvnet.tonemap import display
+from emvnet.io.tonemap import display
 
 OutputFormat = Literal["exr", "hdr", "tiff", "png", "jpeg"]
 ExrPrecision = Literal["half", "float"]

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from emvnet.errors import EmvnetError
 from service.api import hdr, health, jobs
 from service.api.middleware import RequestContextMiddleware
-from service.backend import Backend, build_backend
+from service.backends import Backend, build_backend
 from service.errors import ErrorInfo, GatewayError, InvalidRequestError, describe, from_code
 from service.settings import Settings
 from worker.jobs import JobError

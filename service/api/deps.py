@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from service.backend import Backend
+from service.backends import Backend
 from service.errors import UnauthenticatedError
 from service.settings import Settings
 

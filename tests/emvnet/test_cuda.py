@@ -16,11 +16,12 @@ import torch
 from helpers.networks import random_merger as _merger
 from helpers.networks import scene_bracket as _bracket
 
-from emvnet import checkpoint, fusion
-from emvnet.bracket import make_bracket
-from emvnet.engine import NetworkMerger
-from emvnet.train import train
-from emvnet.train_config import load_config
+from emvnet.merge import fusion
+from emvnet.merge.bracket import make_bracket
+from emvnet.net import checkpoint
+from emvnet.net.engine import NetworkMerger
+from emvnet.training.config import load_config
+from emvnet.training.trainer import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from helpers.synth import ldr_bracket, radiance_scene
 
 from emvnet import Enhancer
 from emvnet.errors import BracketError, DeviceError, UnknownModelError
-from emvnet.metrics import psnr_mu
+from emvnet.evaluation.metrics import psnr_mu
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "brackets" / "frobisher"
 PATHS = [FIXTURE / f"IMG_260{i}.jpg" for i in range(3)]

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import torch
 
-from emvnet.bracket import Bracket, make_bracket
-from emvnet.engine import NetworkMerger
 from emvnet.frame import Frame
+from emvnet.merge.bracket import Bracket, make_bracket
+from emvnet.net.engine import NetworkMerger
 
 
 def scene(h: int, w: int, seed: int) -> np.ndarray:

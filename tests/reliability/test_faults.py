@@ -245,7 +245,7 @@ def test_redis_lost_between_storing_and_queueing_is_503(tmp_path: Path, prefix: 
 
     from kombu.exceptions import OperationalError
 
-    from service.redis_backend import RedisBackend
+    from service.backends.redis_celery import RedisBackend
     from service.validation import EnhanceParams, validate
     from worker.jobs import UnavailableError
 

@@ -146,8 +146,9 @@ def unsafe_calls(path: Path) -> list[str]:
 def serving_modules() -> list[Path]:
     """Source files of every project module that a gateway and a worker import (a fresh process)."""
     code = (
-        "import json, sys; import service.api, service.cli, service.grpc_server, service.redis_backend, "
-        "worker.cli, worker.celery_app, worker.runner, emvnet.registry, emvnet.infer; "
+        "import json, sys; import service.api, service.cli, service.grpc_server, "
+        "service.backends.redis_celery, worker.cli, worker.celery_app, worker.runner, emvnet.registry, "
+        "emvnet.infer; "
         "print(json.dumps([m.__file__ for n, m in sys.modules.items() "
         "if n.split('.')[0] in ('emvnet', 'service', 'worker') and getattr(m, '__file__', None)]))"
     )

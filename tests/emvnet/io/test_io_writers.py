@@ -15,7 +15,7 @@ from PIL import Image
 
 from emvnet.errors import UnsupportedFormatError
 from emvnet.io import encode_image, output_format_for, read_image, write_image
-from emvnet.tonemap import display
+from emvnet.io.tonemap import display
 
 
 @pytest.mark.parametrize(
