@@ -42,7 +42,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Redis, then the gateway (not ready: no worker yet), then one worker; ready once it beats."""
+    """Redis, then the gateway (not ready: no worker yet), then one worker loaded without warmup
+    (the default warms up: every other worker of the suite does); ready once it beats."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     metrics_port = free_port()
@@ -58,6 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "EMVNET_MAX_WAIT_MS": "50",
                 "EMVNET_HEARTBEAT_S": "0.5",
                 "EMVNET_LOG_LEVEL": "INFO",
+                "EMVNET_WARMUP": "false",
             }
             with celery_worker(env, log, "--metrics-port", str(metrics_port)) as proc:
                 try:
@@ -75,6 +77,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def files(frames: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("frames", (f"f{i}", data, "application/octet-stream")) for i, data in enumerate(frames)]
+
+
+def test_a_worker_loaded_without_warmup_reports_ready(stack: Stack) -> None:
+    """The stack's worker skipped its warmup: its model-ready gauge is 1 all the same, and it never
+    warmed up (the gateway's /readyz, from its heartbeat, is what the fixture waited for)."""
+    text = httpx.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10).text
+    assert "emvnet_model_ready 1.0" in text.splitlines()
+    log = stack.log.read_text()
+    assert "loaded model" in log and "warmed up" not in log
 
 
 def test_sync_rest_through_the_queue(stack: Stack) -> None:
