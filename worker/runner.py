@@ -24,7 +24,7 @@ import numpy as np
 from emvnet import registry
 from emvnet.errors import UnknownModelError
 from emvnet.infer import Enhancer
-from emvnet.io import encode_image
+from emvnet.io import DEFAULT_MAX_PIXELS, encode_image
 from emvnet.merge.bracket import Bracket, Reference
 from worker import metrics
 from worker.jobs import Job, JobFailure, JobOutput, Outcome
@@ -54,7 +54,7 @@ class ModelRunner:
         *,
         allowed: Sequence[str] | None = None,
         device: str = "cpu",
-        max_pixels: int = 50_000_000,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         jpeg_quality: int = 95,
         exr_precision: Literal["half", "float"] = "half",
     ) -> None:
