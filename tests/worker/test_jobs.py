@@ -9,9 +9,9 @@ from pydantic import ValidationError
 
 from emvnet.io import DEFAULT_MAX_PIXELS
 from worker.jobs import JobFailure, JobOutput, JobSpec
+from worker.redis_layout import decode_outcome, outcome_fields, pack_frames, unpack_frames
 from worker.runner import ModelRunner
 from worker.settings import WorkerSettings
-from worker.store import decode_outcome, outcome_fields, pack_frames, unpack_frames
 
 
 def test_spec_round_trips_through_json() -> None:
