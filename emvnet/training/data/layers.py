@@ -23,8 +23,6 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from emvnet.training.data.motion import render_view
-
 LayerKind = Literal["background", "backdrop", "rigid", "articulated", "deforming", "limb", "near"]
 STATIC_KINDS = ("background", "backdrop")  # layers that move only with the camera, at the far depth
 NO_LAYER = 255  # `ids` value outside the frame in `seen_elsewhere`'s lookups
@@ -124,8 +122,7 @@ class LayeredScene:
         """Frame k: the layers composited back to front, long frames blurred along each layer's motion."""
         size = self.size
         background = self.layers[0]
-        to_crop = np.vstack([_invert(background.poses[k]), [0.0, 0.0, 1.0]])  # (3, 3) screen -> crop
-        view, valid = render_view(background.lin, to_crop, size)
+        view, valid = _render_background(background.lin, _invert(background.poses[k]), size)
         view = view * np.float32(background.gain(k))
         share = self.blur[k] if blur else 0.0
         if share > 0:
@@ -187,17 +184,22 @@ class LayeredScene:
             covered |= moves[frame.ids]
         return covered
 
-    def seen_elsewhere(self, reference: int, frames: list[Rendered]) -> np.ndarray:
+    def seen_elsewhere(
+        self, reference: int, frames: list[Rendered], where: np.ndarray | None = None
+    ) -> np.ndarray:
         """(S, S) bool: reference pixels whose content another frame shows, unoccluded and unchanged.
 
         A pixel's content is the point of its top layer; frame k shows it where that point lands
         inside frame k on the same layer (on the background: where the background is valid), with
-        the layer present and at the same brightness in both frames.
+        the layer present and at the same brightness in both frames. With `where` (S, S) bool,
+        only those pixels are looked up (the rest read False).
         """
         seen = np.zeros((self.size, self.size), dtype=bool)
         ref_ids = frames[reference].ids
         for index, layer in enumerate(self.layers):
             own = ref_ids == index
+            if where is not None:
+                own &= where
             if not own.any() or not layer.shown(reference):
                 continue
             for k, frame in enumerate(frames):
@@ -225,6 +227,32 @@ class LayeredScene:
         sprite = np.stack([px - offset[..., 0], py - offset[..., 1]], -1)  # (S, S, 2) forward: p - field
         screen = apply(layer.poses[target], sprite.astype(np.float64)).astype(np.float32)
         return np.ascontiguousarray(screen[..., 0]), np.ascontiguousarray(screen[..., 1])
+
+
+def _render_background(crop: np.ndarray, to_crop: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(view (S, S, 3), valid (S, S) bool) of the opaque background through `to_crop` (screen -> crop).
+
+    Samples outside the crop repeat its border (a camera would see real scene there) and are
+    invalid; an affine map keeps the screen a parallelogram, inside the crop when its corners are.
+    """
+    view = cv2.warpAffine(
+        crop,
+        to_crop,
+        (size, size),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    h, w = crop.shape[:2]
+    corners = apply(
+        to_crop, np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], np.float64)
+    )
+    if np.all((corners >= 0) & (corners <= np.array([w - 1, h - 1]))):
+        return view, np.ones((size, size), dtype=bool)
+    ones = np.ones((h, w), dtype=np.uint8)
+    inside = cv2.warpAffine(
+        ones, to_crop, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0
+    )
+    return view, inside.astype(bool)
 
 
 def _lookup(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, outside: int) -> np.ndarray:

@@ -250,7 +250,7 @@ def simulate(rng: np.random.Generator, scenes: SceneSource, config: SimulatorCon
     mask, isp = valid[reference], None
     if scene is not None:
         clipped = target.max(axis=2) >= 1.0  # (S, S): the reference clips in some channel
-        mask = mask & (~clipped | scene.seen_elsewhere(order[reference], rendered))
+        mask = mask & (~clipped | scene.seen_elsewhere(order[reference], rendered, clipped))
     if camera is not None:
         isp = finish(process(target, camera))  # (S, S, 3) display sRGB
         target = mosaic_packed(target)  # (S/2, S/2, 4)
