@@ -237,7 +237,7 @@ def _subject(
     else:
         x, y, w, h = over
         centre = np.array([x + w / 2, y + h / 2]) + rng.uniform(-0.25, 0.25, 2) * np.array([w, h])
-    limbs = []  # (sprite, coverage, joint in body pixels, length, rest angle)
+    limbs = []  # (sprite, coverage, joint in body pixels, lever: its farthest point's distance, rest angle)
     radius = side / math.sqrt(2)  # the farthest body point from the body's centre
     if kind == "articulated":
         for _ in range(int(rng.integers(config.limbs_range[0], config.limbs_range[1] + 1))):
@@ -252,8 +252,9 @@ def _subject(
             # The body's own material (a sleeve, a leg), brighter or darker: no second texture draw.
             fabric = cv2.resize(body, (2 * half, 2 * half), interpolation=cv2.INTER_LINEAR)
             lin = (fabric * np.float32(rng.uniform(0.5, 2.0))).astype(np.float32)
-            limbs.append((lin, canvas.astype(np.float32) / 255.0, joint, length, beta + rng.normal(0, 0.4)))
-            radius = max(radius, reach + length + width)
+            lever = length + width / 2  # the ellipse reaches length + width / 4 past the joint, plus its edge
+            limbs.append((lin, canvas.astype(np.float32) / 255.0, joint, lever, beta + rng.normal(0, 0.4)))
+            radius = max(radius, reach + lever)
 
     # Own motion per neighbour pair, within what the camera leaves of the budget.
     budget = max(0.0, config.max_step * size - b.camera.worst_step(parallax))
@@ -282,8 +283,8 @@ def _subject(
         fields = tuple(np.ascontiguousarray(f) for f in _from_anchor(steps, b.anchor).astype(np.float32))
     present, gains = _presence_and_gains(rng, b)
     layers = [Layer(kind, body, alpha, body_poses, fields, gains, present)]
-    for lin, coverage, joint, length, rest in limbs:
-        limit = min(math.radians(config.max_swing_deg), magnitude * part / length)
+    for lin, coverage, joint, lever, rest in limbs:
+        limit = min(math.radians(config.max_swing_deg), magnitude * part / lever)
         swings = _from_anchor(rng.uniform(-1, 1, b.n - 1) * limit, b.anchor)  # (n,)
         half = coverage.shape[0] / 2
         poses = tuple(
