@@ -119,7 +119,7 @@ class Sample:
     reference: int
     hdr: np.ndarray  # target, float32: RGB (S, S, 3) or packed raw (S/2, S/2, 4); reference units
     mask: np.ndarray  # bool, the target's (H, W): pixels the target is known at (see the module doc)
-    moving: np.ndarray  # bool, the target's (H, W): covered by a moving object in some frame
+    moving: np.ndarray  # bool, the target's (H, W): covered in some frame by what moves unlike the background
     crf: Crf | None  # the response actually used (RGB mode)
     noise: Noise  # in linear units of every frame (1.0 = clipping)
     clip_goal: float  # share of the anchor frame's pixels drawn to clip
