@@ -100,7 +100,7 @@ def test_displacements_stay_within_max_step_and_reach_it() -> None:
 
 
 def test_every_kind_of_motion_is_drawn() -> None:
-    """Over a few dozen brackets: every layer kind, parallax, roll, appear/vanish, flicker and blur occur."""
+    """Over a few dozen brackets: every layer kind, parallax, tripods, appear/vanish, flicker, blur."""
     kinds: Counter[str] = Counter()
     appear = flicker = parallax = tripod = 0
     for seed in range(40):
