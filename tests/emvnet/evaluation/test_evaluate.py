@@ -40,7 +40,9 @@ def test_eval_writes_json_markdown_and_sheets(
     assert scored["scale"] == 1.0 and not by_name["001"]["aligned"]  # known exposures: no alignment
     # Units line up (reference units -> GT units) without any alignment: a good merge scores well.
     assert scored["psnr_mu"] > 30 and scored["ssim_mu"] > 0.9
-    assert set(by_name["real"]["results"]["debevec"]) == {"seconds", "s_per_mp"}  # no GT: timing only
+    # No ground truth: reference fidelity and timing only.
+    fidelity = {"ghost_pct", "colour_pct", "rf_psnr", "rf_coverage_pct"}
+    assert set(by_name["real"]["results"]["debevec"]) == {"seconds", "s_per_mp", *fidelity}
     mean = doc["mean"]["weighted"]
     assert mean["scenes_scored"] == 2 and mean["psnr_mu"] == pytest.approx(
         np.mean([by_name[n]["results"]["weighted"]["psnr_mu"] for n in ("001", "002")])
@@ -50,8 +52,9 @@ def test_eval_writes_json_markdown_and_sheets(
         assert sheet.width > 3 * 320
     # A ground-truth sheet has a third row (error maps) that the frames-only sheet lacks.
     assert Image.open(report / "sheet_001.png").height > Image.open(report / "sheet_real.png").height
+    assert set(scored) >= fidelity and doc["mean"]["weighted"].keys() >= fidelity
     md = (report / "metrics.md").read_text()
-    assert "| weighted |" in md and "PU21-PSNR" in md and "## 001" in md
+    assert "| weighted |" in md and "PU21-PSNR" in md and "ghost %" in md and "## 001" in md
     out = capsys.readouterr().out
     assert out.startswith("| method |") and "| robertson |" in out
 
