@@ -106,11 +106,13 @@ def load_methods(names: Sequence[str], device: str) -> list[Method]:
 
 
 def _read_frames(scene: Scene, raw_mode: RawMode, blind: bool) -> list[Frame]:
-    """The decoded frames; `blind` drops their EXIF exposure times too, which a merge reads else."""
     frames = [read_image(p, max_pixels=DEFAULT_MAX_PIXELS, raw_mode=raw_mode) for p in scene.frames]
-    if blind:
-        frames = [replace(f, exposure=replace(f.exposure, exposure_time=None)) for f in frames]
-    return frames
+    return without_exposure_times(frames) if blind else frames
+
+
+def without_exposure_times(frames: Sequence[Frame]) -> list[Frame]:
+    """The frames without their EXIF/DNG exposure times, which a merge reads when none are given."""
+    return [replace(f, exposure=replace(f.exposure, exposure_time=None)) for f in frames]
 
 
 def _finite(value: float) -> float | None:

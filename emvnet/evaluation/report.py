@@ -110,7 +110,7 @@ def fidelity_tile(fid: Fidelity, reference_preview: np.ndarray | None) -> np.nda
         grey = reference_preview.astype(np.float32).mean(axis=-1)
     else:
         grey = np.full(fid.mask.shape, 128.0, np.float32)
-    base = np.where(fid.mask, 0.5 * grey, 0.15 * grey).astype(np.uint8)
+    base = np.where(fid.mask, 40.0 + 0.5 * grey, 0.15 * grey).astype(np.uint8)  # measured: lifted
     tile = np.repeat(base[..., None], 3, axis=-1)
     ghost, colour = fid.ghost_fail, fid.colour_fail
     tile[ghost & ~colour] = GHOST_RGB
