@@ -12,6 +12,7 @@ from helpers.kalantari import write_scene
 from PIL import Image
 
 from emvnet.evaluation import evaluate
+from emvnet.frame import ExposureInfo, Frame
 
 
 @pytest.fixture
@@ -103,6 +104,20 @@ def test_align_always_and_no_gt(dataset: Path, tmp_path: Path) -> None:
     doc = json.loads((report / "metrics.json").read_text())
     assert all("psnr_mu" not in s["results"]["weighted"] for s in doc["scenes"])
     assert len(list(report.glob("sheet_*.png"))) == 3
+    # Without ground truth the tables show reference fidelity and no empty PSNR columns.
+    assert doc["mean"]["weighted"]["ghost_pct"] < 1 and doc["mean"]["weighted"]["rf_psnr"] > 30
+    md = (report / "metrics.md").read_text()
+    assert "| ghost % | colour % | RF-PSNR |" in md and "PSNR-mu" not in md
+
+
+def test_blind_frames_lose_their_exif_times() -> None:
+    """--blind withholds EXIF times too (a merge reads them when none are given); ISO stays."""
+    frame = Frame(
+        np.zeros((4, 4, 3), np.float32), "display", "rgb", "jpeg", 8, exposure=ExposureInfo(0.5, 100.0)
+    )
+    (blind,) = evaluate.without_exposure_times([frame])
+    assert blind.exposure.exposure_time is None and blind.exposure.iso == 100.0
+    assert frame.exposure.exposure_time == 0.5
 
 
 def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
