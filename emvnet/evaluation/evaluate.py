@@ -18,10 +18,11 @@ these are the only quality figures. Fidelity rewards a merge that ignores the ot
 read it together with PSNR-mu where a scene has ground truth.
 
 Scale alignment treats every method alike, per scene: with `--align auto` (default) all outputs of
-a scene merged blind (--blind, or a scene without exposures.txt) are scale-aligned to the ground
-truth by one least-squares factor, and no output is aligned otherwise; `--align always` aligns
-every output (needed for display-referred methods such as `mertens`, or to factor out a global
-scale error); `--align never` aligns nothing. The factor is reported as "scale".
+a scene merged blind (--blind, or a scene with neither exposures.txt nor EXIF times on every
+frame) are scale-aligned to the ground truth by one least-squares factor, and no output is
+aligned otherwise; `--align always` aligns every output (needed for display-referred methods such
+as `mertens`, or to factor out a global scale error); `--align never` aligns nothing. The factor
+is reported as "scale".
 
 Writes REPORT/metrics.json (every scene and the means), REPORT/metrics.md (the same as tables) and
 REPORT/sheet_<scene>.png (`report.comparison_sheet`, with a row of fidelity heat maps); scenes
@@ -115,6 +116,19 @@ def without_exposure_times(frames: Sequence[Frame]) -> list[Frame]:
     return [replace(f, exposure=replace(f.exposure, exposure_time=None)) for f in frames]
 
 
+def _time_source(scene: Scene, frames: Sequence[Frame], blind: bool) -> str | None:
+    """Where the merges' exposure times come from: exposures.txt, the frames' EXIF, or None (blind)."""
+    if blind:
+        return None
+    if scene.exposures is not None:
+        return "exposures.txt"
+    return "EXIF" if all(f.exposure.exposure_time is not None for f in frames) else None
+
+
+def _raw_mode(method: Method) -> RawMode:
+    return "packed" if method.enhancer.spec.input_layout == "rggb" else "rgb"
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None  # JSON has no inf (PSNR of identical images)
 
@@ -122,10 +136,13 @@ def _finite(value: float) -> float | None:
 def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, bar: tqdm) -> dict[str, Any]:
     """Merge one scene with every method; its JSON record (and its sheet, when enabled)."""
     frames_by_mode: dict[RawMode, list[Frame]] = {}
+    first_mode = _raw_mode(methods[0])
+    frames_by_mode[first_mode] = _read_frames(scene, first_mode, opts.blind)
     gt = None
     if scene.ground_truth is not None and not opts.no_gt:
         gt = read_image(scene.ground_truth, max_pixels=DEFAULT_MAX_PIXELS).data[..., :3]
-    blind = opts.blind or scene.exposures is None
+    times = _time_source(scene, frames_by_mode[first_mode], opts.blind)
+    blind = times is None
     aligned = opts.align == "always" or (opts.align == "auto" and blind)
     record: dict[str, Any] = {
         "name": scene.name,
@@ -134,6 +151,7 @@ def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, b
         "reference": scene.reference,
         "ground_truth": scene.ground_truth.name if gt is not None and scene.ground_truth else None,
         "blind": blind,
+        "times": times,
         "aligned": aligned and gt is not None,
         "results": {},
     }
@@ -142,11 +160,11 @@ def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, b
     fidelity: dict[str, Fidelity] = {}
     for method in methods:
         bar.set_postfix_str(f"{scene.name}: {method.label}")
-        raw_mode: RawMode = "packed" if method.enhancer.spec.input_layout == "rggb" else "rgb"
+        raw_mode = _raw_mode(method)
         if raw_mode not in frames_by_mode:
             frames_by_mode[raw_mode] = _read_frames(scene, raw_mode, opts.blind)
         frames = frames_by_mode[raw_mode]
-        exposures = None if blind else scene.exposures
+        exposures = None if opts.blind else scene.exposures  # None and not blind: the EXIF times
         try:
             t0 = time.perf_counter()
             hdr = method.enhancer.enhance(frames, exposures, scene.reference)
@@ -301,7 +319,7 @@ def markdown_report(doc: dict[str, Any], labels: Sequence[str]) -> str:
             for label in labels
             if label in record["results"]
         }
-        notes = "blind" if record["blind"] else "known exposures"
+        notes = "blind" if record["blind"] else f"known exposures ({record['times']})"
         notes += ", scale-aligned" if record["aligned"] else ""
         parts += [f"## {record['name']} ({notes})", "", _table(rows), ""]
         errors = [f"- {label}: {r['error']}" for label, r in record["results"].items() if "error" in r]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from PIL import Image
 
 from emvnet.evaluation import evaluate
 from emvnet.frame import ExposureInfo, Frame
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "brackets" / "frobisher"
 
 
 @pytest.fixture
@@ -108,6 +111,19 @@ def test_align_always_and_no_gt(dataset: Path, tmp_path: Path) -> None:
     assert doc["mean"]["weighted"]["ghost_pct"] < 1 and doc["mean"]["weighted"]["rf_psnr"] > 30
     md = (report / "metrics.md").read_text()
     assert "| ghost % | colour % | RF-PSNR |" in md and "PSNR-mu" not in md
+
+
+def test_exif_times_are_known_times_and_blind_drops_them(tmp_path: Path) -> None:
+    """A scene without exposures.txt merges on its frames' EXIF times; --blind withholds them."""
+    scene = tmp_path / "frobisher"
+    shutil.copytree(FIXTURE, scene)
+    for blind, times in ((False, "EXIF"), (True, None)):
+        report = tmp_path / f"r{blind}"
+        args = [str(scene), "--report", str(report), "--model", "weighted", "--baselines", "", "--no-sheets"]
+        assert evaluate.main(args + ["--blind"] * blind) == 0
+        (record,) = json.loads((report / "metrics.json").read_text())["scenes"]
+        assert record["times"] == times and record["blind"] is blind
+        assert record["results"]["weighted"]["rf_coverage_pct"] > 10
 
 
 def test_blind_frames_lose_their_exif_times() -> None:
