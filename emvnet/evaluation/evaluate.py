@@ -227,7 +227,8 @@ def _write_sheet(
         (p.name + (f"  EV {ev:+g}" if ev is not None else ""), frame_preview(f.data, f.domain))
         for p, f, ev in zip(scene.frames, frames, evs, strict=True)
     ]
-    mode = ("blind, " if record["blind"] else "") + ("scale-aligned" if record["aligned"] else "unaligned")
+    mode = "blind, " if record["blind"] else f"times from {record['times']}, "
+    mode += "scale-aligned" if record["aligned"] else "unaligned"
     sheet = report_dir / f"sheet_{scene.name.replace('/', '__')}.png"
     title = f"{scene.name}  ({mode}; reference {scene.frames[scene.reference].name})"
     ref_preview = previews[scene.reference][1]
