@@ -112,7 +112,7 @@ def find_brackets(data: Path, wanted: set[str] | None) -> list[Bracket]:
     return brackets
 
 
-def _downsized(frame: Frame, max_megapixels: float | None) -> Frame:
+def downsized(frame: Frame, max_megapixels: float | None) -> Frame:
     if max_megapixels is None or frame.megapixels <= max_megapixels:
         return frame
     factor = math.sqrt(max_megapixels / frame.megapixels)
@@ -122,7 +122,7 @@ def _downsized(frame: Frame, max_megapixels: float | None) -> Frame:
 
 
 def score(bracket: Bracket, enhancer: Enhancer, blind: bool, max_megapixels: float | None) -> dict[str, Any]:
-    frames = [_downsized(read_image(p), max_megapixels) for p in bracket.frames]
+    frames = [downsized(read_image(p), max_megapixels) for p in bracket.frames]
     if blind:
         frames = without_exposure_times(frames)
     t0 = time.perf_counter()

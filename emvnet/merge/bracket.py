@@ -258,6 +258,9 @@ GRID_WHOLE_STOPS = 0.15
 GRID_NOISE_STOPS = 0.25
 
 
+GridReading = Literal["noise", "whole stops", "thirds"]
+
+
 def grid_ratios(
     linear: np.ndarray,
     reference: int,
@@ -267,6 +270,19 @@ def grid_ratios(
     frames: Sequence[Frame] = (),
     shape: CurveShape = 0.0,
 ) -> np.ndarray | None:
+    """`read_grid`'s ratios alone."""
+    return read_grid(linear, reference, crf_gamma, thirds=thirds, frames=frames, shape=shape)[0]
+
+
+def read_grid(
+    linear: np.ndarray,
+    reference: int,
+    crf_gamma: float = DEFAULT_CRF_GAMMA,
+    *,
+    thirds: bool = True,
+    frames: Sequence[Frame] = (),
+    shape: CurveShape = 0.0,
+) -> tuple[np.ndarray | None, GridReading | None]:
     """Blind ratios t_i / t_ref on the grid cameras bracket on, or None if the frames do not say.
 
     A camera of gamma g shows every step g / `crf_gamma` times as long as it is at `crf_gamma` (the
@@ -286,7 +302,7 @@ def grid_ratios(
     """
     raw, measured = _estimate_stops(linear, crf_gamma, snap=False)
     if not measured:
-        return None
+        return None, None
     order = np.argsort(raw, kind="stable")
     steps = np.diff(raw[order])
     readings: dict[tuple[float, ...], float] = {}  # whole-stop reading: its least distance off the grid
@@ -298,23 +314,24 @@ def grid_ratios(
             readings[reading] = min(off, readings.get(reading, math.inf))
     close = [r for r, off in readings.items() if off <= GRID_WHOLE_STOPS]
     heard = _noise_reading(set(readings), float(steps.sum()) / crf_gamma, frames, shape)
+    how: GridReading
     if heard is not None:
-        snapped = np.asarray(heard, dtype=np.float64)
+        snapped, how = np.asarray(heard, dtype=np.float64), "noise"
     elif len(close) == 1:
-        snapped = np.asarray(close[0], dtype=np.float64)
+        snapped, how = np.asarray(close[0], dtype=np.float64), "whole stops"
     elif close:
-        return None  # 2 stops through a flat curve or 3 through a steep one, and the noise does not tell
+        return None, None  # 2 stops through a flat curve or 3 through a steep one, and no noise tells
     elif thirds:
-        snapped = snap_stops(steps)
+        snapped, how = snap_stops(steps), "thirds"
         if not np.allclose(snapped * 3, np.round(snapped * 3)):
-            return None
+            return None, None
     else:
-        return None
+        return None, None
     if np.any(snapped < 1 / 3 - 1e-9):
-        return None
+        return None, None
     stops = np.zeros(len(raw), dtype=np.float64)
     stops[order[1:]] = np.cumsum(snapped)
-    return np.exp2(stops - stops[reference])
+    return np.exp2(stops - stops[reference]), how
 
 
 # Whole-stop readings of a blind bracket (`grid_ratios`) are gammas, which the frames' noise tells
@@ -601,6 +618,27 @@ def fit_response(
     return min((k for k, v in scores.items() if v <= bound), key=lambda k: _curve_complexity(*k))
 
 
+# A blind reading is trusted ("high") only on all of this evidence: the steps landed on the whole-stop
+# grid through one gamma (or the frames' noise settled between two), the curve left no shoulder to
+# trade against the steps (a shoulder and longer steps explain the frames alike), and the response
+# fitted to the read steps explains every matched level within BLIND_MAX_MISFIT stops. Anything
+# else is "low": the ratios are measured values that can be a stop or more off. On the shared real
+# brackets with known times every reading more than a third of a stop off is "low"
+# (`python benchmarks/blind_confidence.py`).
+BLIND_MAX_MISFIT = 0.12
+BlindConfidence = Literal["high", "low"]
+
+
+def blind_confidence(
+    frames: Sequence[Frame], ratios: Sequence[float] | None, how: GridReading | None, shape: CurveShape
+) -> BlindConfidence:
+    """How far a blind bracket's exposure ratios can be trusted (see BLIND_MAX_MISFIT)."""
+    if ratios is None or how not in ("noise", "whole stops") or shape not in (0.0, "srgb"):
+        return "low"
+    misfits = response_misfits(frames, ratios)
+    return "high" if misfits and min(misfits.values()) <= BLIND_MAX_MISFIT else "low"
+
+
 def check_exposures(exposures: Sequence[float], n_frames: int) -> tuple[float, ...]:
     """Exposure times as a tuple, or ExposureError if the count or any value is unusable."""
     values = tuple(float(t) for t in exposures)
@@ -662,6 +700,8 @@ class Bracket:
     # Blind: the ratios measured (`grid_ratios`) before the response was fitted to them; None =
     # measure them from `linear` when asked.
     estimated_ratios: tuple[float, ...] | None = None
+    # Blind: how far the ratios can be trusted (`blind_confidence`); None with known times.
+    confidence: BlindConfidence | None = None
 
     @property
     def n(self) -> int:
@@ -768,6 +808,7 @@ def make_bracket(
             raise BracketError(f"reference {reference} is out of range for {len(frames)} frames (0-based)")
         ref = reference
     response, estimated = None, None
+    confidence: BlindConfidence | None = "low" if times is None else None
     shape: CurveShape = 0.0
     steps = times
     fit = calibrate and first.domain == "display"
@@ -783,11 +824,12 @@ def make_bracket(
         # gamma the frames' noise shows, where two fit) stand in for the times, so a response that
         # is not gamma 2.2 is fitted as with known times.
         sample = _linear_sample(frames, gamma, shape)
-        grid = grid_ratios(sample, ref, gamma, thirds=shape == 0, frames=frames, shape=shape)
+        grid, how = read_grid(sample, ref, gamma, thirds=shape == 0, frames=frames, shape=shape)
         if grid is not None:
             estimated, steps = tuple(float(r) for r in grid), tuple(float(r) for r in grid)
         else:  # nothing confirms the shape: the ratios are measured through gamma 2.2 alone
             shape = 0.0
+        confidence = blind_confidence(frames, estimated, how, shape)
     if fit and steps is not None:
         if len(frames) >= CALIBRATE_MIN_FRAMES:
             response, shape = calibrate_response([f.data for f in frames], steps), 0.0
@@ -802,4 +844,5 @@ def make_bracket(
         response=response,
         curve_shape=shape,
         estimated_ratios=estimated,
+        confidence=confidence,
     )
