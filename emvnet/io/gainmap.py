@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from emvnet.errors import UnsupportedFormatError
-from emvnet.io.rendition import Rendition
+from emvnet.io.rendition import MAX_HEADROOM, Rendition
+from emvnet.io.tonemap import srgb_decode
 
 # ultrahdr_api.h enumerations (values fixed by the C API).
 _FMT_RGBA8888, _FMT_RGBA_HALF = 3, 4
@@ -35,9 +36,9 @@ _BEST_QUALITY = 1
 # first); the map is a small, smooth JPEG, so full size costs little.
 GAIN_MAP_SCALE = 1
 MIN_SIDE = 8  # libultrahdr refuses smaller images
-# The gain map's lower bound: the tonemap's desaturation and 8-bit quantization leave some SDR
-# values a little above the HDR's; the bound keeps them without spending many of the map's 256 steps.
-_MIN_BOOST = 0.5
+# ISO 21496-1's recommended offsets (libultrahdr's defaults): gains of near-black pixels stay finite.
+_GAIN_OFFSET = 1.0 / 64.0
+_MIN_BOOST_FLOOR = 1.0 / 16.0
 
 
 class _Error(ctypes.Structure):
@@ -108,6 +109,19 @@ def _raw(pixels: np.ndarray, fmt: int, transfer: int) -> _RawImage:
     return image
 
 
+def gain_range(rendition: Rendition) -> tuple[float, float]:
+    """(min, max) content boost: the gains, HDR over SDR, that the map must span.
+
+    Not just (1, headroom): the tonemap compresses tones just under white (a pixel at 3x SDR white
+    may show at 0.7 in SDR, a gain of 4.3) and desaturates bright colours channel by channel.
+    """
+    sdr_lin = srgb_decode(rendition.sdr.astype(np.float32) / 255.0)
+    gain = (rendition.lin + _GAIN_OFFSET) / (sdr_lin + _GAIN_OFFSET)
+    low = float(np.clip(gain.min(), _MIN_BOOST_FLOOR, 1.0))
+    high = float(np.clip(gain.max(), 1.0, MAX_HEADROOM))
+    return low, max(high, low * 1.001)  # a flat image still needs max > min
+
+
 def encode_ultrahdr(rendition: Rendition, quality: int) -> bytes:
     """Ultra HDR JPEG bytes: SDR base `rendition.sdr`, gain map up to `rendition.headroom`."""
     height, width = rendition.sdr.shape[:2]
@@ -131,8 +145,7 @@ def encode_ultrahdr(rendition: Rendition, quality: int) -> bytes:
         _check(lib.uhdr_enc_set_quality(encoder, quality, _BASE_IMG), "set base quality")
         _check(lib.uhdr_enc_set_quality(encoder, quality, _GAIN_MAP_IMG), "set gain map quality")
         _check(lib.uhdr_enc_set_gainmap_scale_factor(encoder, GAIN_MAP_SCALE), "set gain map scale")
-        max_boost = max(rendition.headroom, 1.0 + 1e-3)  # a flat image still needs max > min
-        _check(lib.uhdr_enc_set_min_max_content_boost(encoder, _MIN_BOOST, max_boost), "set boost range")
+        _check(lib.uhdr_enc_set_min_max_content_boost(encoder, *gain_range(rendition)), "set boost range")
         _check(lib.uhdr_encode(encoder), "encode")
         stream = lib.uhdr_get_encoded_stream(encoder)
         if not stream:
