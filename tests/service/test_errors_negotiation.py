@@ -57,6 +57,14 @@ def test_unknown_exceptions_are_internal_without_details() -> None:
         ("image/tiff;q=0.5, image/jpeg;q=0.9", "jpeg"),
         ("image/png;q=0, image/*;q=0.5", "jpeg"),
         ("text/html, image/tiff", "tiff"),
+        ("image/avif", "avif"),
+        ("image/jpeg", "jpeg"),  # a plain JPEG stays SDR
+        ("image/jpeg; gainmap=1", "uhdr"),
+        ('image/jpeg;q=0.8;gainmap="true"', "uhdr"),
+        ("image/jpeg;gainmap=0", "jpeg"),
+        ("image/jpeg;gainmap=1;q=0.5, image/jpeg", "jpeg"),
+        # A browser's <img> Accept weighs AVIF like any image: the server's preference, SDR PNG, wins.
+        ("image/avif,image/webp,image/*,*/*;q=0.8", "png"),
     ],
 )
 def test_accept_negotiation(accept: str | None, fmt: str) -> None:
@@ -73,6 +81,13 @@ def test_nothing_acceptable_is_406(accept: str) -> None:
 def test_format_parameter_wins() -> None:
     assert choose_format("image/png", "exr") == "exr"
     assert choose_format(None, "jpg") == "jpeg"
+
+
+@pytest.mark.parametrize("name", ["uhdr", "ultrahdr", "UltraHDR", "gainmap"])
+def test_gain_map_format_names(name: str) -> None:
+    """The names users of Ultra HDR would guess all ask for the gain-map JPEG."""
+    assert choose_format("image/jpeg", name) == "uhdr"
+    assert choose_format(None, "avif") == "avif"
 
 
 def test_api_keys_split_on_commas(monkeypatch: pytest.MonkeyPatch) -> None:
