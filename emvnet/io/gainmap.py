@@ -115,7 +115,7 @@ def gain_range(rendition: Rendition) -> tuple[float, float]:
     Not just (1, headroom): the tonemap compresses tones just under white (a pixel at 3x SDR white
     may show at 0.7 in SDR, a gain of 4.3) and desaturates bright colours channel by channel.
     """
-    sdr_lin = srgb_decode(rendition.sdr.astype(np.float32) / 255.0)
+    sdr_lin = srgb_decode(np.arange(256, dtype=np.float32) / 255.0)[rendition.sdr]  # 8-bit: a table
     gain = (rendition.lin + _GAIN_OFFSET) / (sdr_lin + _GAIN_OFFSET)
     low = float(np.clip(gain.min(), _MIN_BOOST_FLOOR, 1.0))
     high = float(np.clip(gain.max(), 1.0, MAX_HEADROOM))
