@@ -9,17 +9,16 @@ which is applied as for JPEG. Headers are read (and sizes checked) before any pi
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 import pillow_heif
 from PIL import Image
 
-from emvnet.errors import CorruptImageError, ImageTooLargeError
+from emvnet.errors import CorruptImageError
 from emvnet.frame import ExposureInfo, Frame
 from emvnet.io import exif
-from emvnet.io.common import ImageInfo, check_size, one_line, to_rgb_float
+from emvnet.io.common import ImageInfo, check_size, one_line, open_with_pillow, to_rgb_float
 
 # --- HEIC --------------------------------------------------------------------------------------------
 
@@ -74,15 +73,6 @@ def read_heic(data: bytes, name: str, max_pixels: int) -> Frame:
 # --- AVIF --------------------------------------------------------------------------------------------
 
 
-def _open_avif(data: bytes, name: str) -> Image.Image:
-    try:
-        return Image.open(io.BytesIO(data), formats=["AVIF"])
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: AVIF image is too large ({one_line(exc)})") from exc
-    except Exception as exc:
-        raise CorruptImageError(f"{name}: damaged AVIF ({one_line(exc)})") from exc
-
-
 def _avif_meta(im: Image.Image) -> tuple[int, ExposureInfo]:
     block = im.info.get("exif")
     meta = exif.parse_exif_block(block if isinstance(block, bytes) else None)
@@ -91,7 +81,7 @@ def _avif_meta(im: Image.Image) -> tuple[int, ExposureInfo]:
 
 def probe_avif(data: bytes, name: str, max_pixels: int) -> ImageInfo:
     """Size and EXIF exposure of an AVIF's primary image, before its pixels are used."""
-    with _open_avif(data, name) as im:
+    with open_with_pillow(data, name, "AVIF") as im:
         orientation, exposure = _avif_meta(im)
         width, height = exif.upright_size(im.width, im.height, orientation)
         check_size(name, "avif", width, height, max_pixels)
@@ -101,7 +91,7 @@ def probe_avif(data: bytes, name: str, max_pixels: int) -> ImageInfo:
 
 def read_avif(data: bytes, name: str, max_pixels: int) -> Frame:
     """Decode an AVIF to an upright float32 RGB frame in [0, 1] (Pillow gives 8-bit sRGB)."""
-    with _open_avif(data, name) as im:
+    with open_with_pillow(data, name, "AVIF") as im:
         check_size(name, "avif", im.width, im.height, max_pixels)
         orientation, exposure = _avif_meta(im)
         try:
