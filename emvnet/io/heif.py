@@ -56,7 +56,7 @@ def read_heic(data: bytes, name: str, max_pixels: int) -> Frame:
         pixels = np.asarray(heif)
     except Exception as exc:
         raise CorruptImageError(f"{name}: truncated or damaged HEIC image data ({one_line(exc)})") from exc
-    if pixels.ndim != 3 or pixels.shape[:2] != (height, width):
+    if pixels.shape[:2] != (height, width):
         raise CorruptImageError(f"{name}: HEIC decoded to shape {pixels.shape}, header says {width}x{height}")
     # pillow-heif returns deeper samples scaled to the full 16-bit range.
     scale = 1.0 / 255.0 if pixels.dtype == np.uint8 else 1.0 / 65535.0

@@ -9,6 +9,7 @@ import numpy as np
 import pillow_heif
 import pytest
 from helpers.brackets import encode_heic, frobisher_heic
+from PIL import Image
 
 from emvnet.io import probe_image, read_image, sniff_format
 
@@ -53,6 +54,21 @@ def test_ten_bit_heic_keeps_its_levels() -> None:
     assert frame.bit_depth == 10
     assert len(np.unique(frame.data)) > 256
     assert np.abs(frame.data - ramp / 65535.0).max() < 0.01
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_grey_and_alpha_heic(mode: str) -> None:
+    """Grey HEIC comes back as three equal channels; alpha is dropped."""
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(Image.new(mode, (32, 24), 128 if mode == "L" else (200, 100, 50, 255))).save(
+        buffer, quality=95
+    )
+    frame = read_image(buffer.getvalue())
+    assert frame.data.shape == (24, 32, 3)
+    if mode == "L":
+        assert np.allclose(frame.data[..., 0], frame.data[..., 2])
+    else:
+        assert frame.data[..., 0].mean() > frame.data[..., 2].mean()
 
 
 def test_frobisher_heic_bracket_keeps_exif_times() -> None:
