@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from emvnet import errors as emvnet_errors
+from service.api.app import create_app
 from service.errors import ERROR_TABLE, GatewayError, describe
 from service.negotiation import choose_format
 from service.settings import Settings
@@ -96,3 +97,14 @@ def test_api_keys_split_on_commas(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().api_keys == ["k1", "k2"]
     with pytest.raises(ValueError, match="min_frames"):
         Settings(min_frames=5, max_frames=3)
+
+
+def test_openapi_lists_the_hdr_formats() -> None:
+    """The OpenAPI schema offers image/avif and documents uhdr and avif for ?format=."""
+    spec = create_app(Settings()).openapi()
+    post = spec["paths"]["/v1/hdr"]["post"]
+    assert "image/avif" in post["responses"]["200"]["content"]
+    (fmt,) = [p for p in post["parameters"] if p["name"] == "format"]
+    assert "uhdr" in fmt["description"] and "avif" in fmt["description"]
+    result = spec["paths"]["/v1/jobs/{job_id}/result"]["get"]["responses"]["200"]["content"]
+    assert "image/avif" in result
