@@ -194,6 +194,8 @@ def _bad_inputs(tmp: Path) -> dict[str, list[str]]:
     Image.open(FRAMES[1]).resize((240, 160)).save(small)
     empty = tmp / "empty.png"
     empty.write_bytes(b"")
+    damaged_heic = tmp / "IMG_0001.HEIC"
+    damaged_heic.write_bytes(frobisher_heic()[1][:2000])
     out = str(tmp / "o.exr")
     return {
         "one frame": ["enhance", FRAMES[0], "-o", out],
@@ -211,6 +213,9 @@ def _bad_inputs(tmp: Path) -> dict[str, list[str]]:
         "reference out of range": ["enhance", *FRAMES, "-o", out, "--reference", "3"],
         "bad reference": ["enhance", *FRAMES, "-o", out, "--reference", "middle"],
         "too large": ["enhance", *FRAMES, "-o", out, "--max-megapixels", "0.01"],
+        "gain map on png": ["enhance", *FRAMES, "-o", str(tmp / "o.png"), "--gain-map"],
+        "headroom below 1": ["enhance", *FRAMES, "-o", str(tmp / "o.avif"), "--hdr-headroom", "0.5"],
+        "damaged heic": ["enhance", FRAMES[0], str(damaged_heic), "-o", out],
         "cuda absent": ["enhance", *FRAMES, "-o", out, "--device", "cuda:7"],
     }
 
