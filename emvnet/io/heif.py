@@ -3,8 +3,9 @@
 Both are display-encoded frames like JPEG ("display" domain) with EXIF exposure, ISO and f-number.
 Orientation differs: libheif applies the file's own rotation and mirror boxes (irot/imir) while
 decoding, and iPhones (like pillow-heif) keep the EXIF orientation equal to them, so for HEIC the
-EXIF tag is already done and is not applied again (HEIF makes the boxes authoritative); Pillow reports AVIF's boxes as the EXIF orientation instead,
-which is applied as for JPEG. Headers are read (and sizes checked) before any pixel is decoded.
+EXIF tag is already done and is not applied again (HEIF makes the boxes authoritative). Pillow
+reports AVIF's boxes as the EXIF orientation instead, which is applied as for JPEG. Headers are read
+(and sizes checked) before any pixel is decoded.
 """
 
 from __future__ import annotations
