@@ -43,8 +43,10 @@ from emvnet.infer import Enhancer  # noqa: E402
 from emvnet.io import encode_image  # noqa: E402
 from service._generated import enhance_pb2 as pb  # noqa: E402
 from service._generated import enhance_pb2_grpc as pb_grpc  # noqa: E402
+from service.grpc_common import FORMATS as GRPC_FORMATS  # noqa: E402
 
-FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "jpeg": pb.OUTPUT_FORMAT_JPEG, "exr": pb.OUTPUT_FORMAT_EXR}
+# Format name -> gRPC enum; UNSPECIFIED (0) comes first, so PNG's own value wins.
+FORMATS = {name: value for value, name in GRPC_FORMATS.items()}
 
 
 @dataclass

@@ -24,6 +24,7 @@ from emvnet.evaluation import evaluate
 from emvnet.frame import Frame
 from emvnet.infer import Enhancer
 from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, output_format_for, read_image, write_image
+from emvnet.io.rendition import check_headroom
 from emvnet.merge.bracket import DEFAULT_CRF_GAMMA, Bracket, Reference
 from emvnet.net import checkpoint
 from emvnet.training import command as train_command
@@ -90,12 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Merge 2 or more frames of one scene taken at different exposures into one HDR image. "
             "Inputs: JPEG, PNG (8/16-bit), TIFF (8/16-bit/float), DNG and other camera raw, OpenEXR, "
-            "Radiance .hdr. Exposure times come from --exposures, else from EXIF/DNG tags when every "
-            "frame has one; without either the merge is blind (ratios estimated from the frames)."
+            "Radiance .hdr, HEIC/HEIF, AVIF. Exposure times come from --exposures, else from EXIF/DNG "
+            "tags when every frame has one; without either the merge is blind (ratios estimated from "
+            "the frames)."
         ),
         epilog=(
             "Output by extension: .exr (linear, half float unless --exr-precision float), .hdr "
-            "(Radiance RGBE), .tif/.tiff (linear float32), .png/.jpg (tonemapped 8-bit sRGB). "
+            "(Radiance RGBE), .tif/.tiff (linear float32), .png/.jpg (tonemapped 8-bit sRGB), "
+            ".uhdr.jpg or .jpg with --gain-map (Ultra HDR: that JPEG plus a gain map for HDR screens), "
+            ".avif (HDR, 10-bit BT.2020 PQ; --hdr-transfer hlg, --avif-bits 12). "
             "Linear outputs are in the reference frame's units: 1.0 is where the reference clips. "
             "Exit codes: 0 ok, 2 bad input (one line on stderr), 1 internal error."
         ),
@@ -147,7 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=95,
         choices=range(1, 101),
         metavar="1..100",
-        help="JPEG output quality (default: 95)",
+        help="JPEG output quality, also of Ultra HDR (default: 95)",
+    )
+    enh.add_argument(
+        "--gain-map",
+        action="store_true",
+        help="write a .jpg as Ultra HDR (ISO 21496-1 gain map), as the .uhdr.jpg extension does",
+    )
+    enh.add_argument(
+        "--hdr-headroom",
+        type=positive_float,
+        default=None,
+        metavar="X",
+        help="Ultra HDR/AVIF: brightest highlight over SDR white, 1..49 (default: from the image, <= 16)",
+    )
+    enh.add_argument(
+        "--hdr-transfer", choices=("pq", "hlg"), default="pq", help="AVIF transfer function (default: pq)"
+    )
+    enh.add_argument(
+        "--avif-bits", type=int, choices=(10, 12), default=10, help="AVIF bits per sample (default: 10)"
     )
     enh.add_argument(
         "--max-megapixels",
@@ -222,6 +244,11 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         raise UsageError(f"enhance needs at least 2 frames, got {len(args.frames)}")
     out_path = Path(args.output)
     fmt = output_format_for(out_path)  # fail before any decoding on an unknown extension
+    if args.gain_map:
+        if fmt not in ("jpeg", "uhdr"):
+            raise UsageError(f"--gain-map needs a .jpg output, not {out_path.name!r}")
+        fmt = "uhdr"
+    check_headroom(args.hdr_headroom)
     if not out_path.parent.exists():
         raise UsageError(f"output folder {str(out_path.parent)!r} does not exist")
     if args.exposures is not None and len(args.exposures) != len(args.frames):
@@ -267,7 +294,16 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         (t4 - t3) / max(mp, 1e-9),
         t1 - t0,
     )
-    write_image(out_path, hdr, fmt=fmt, exr_precision=args.exr_precision, jpeg_quality=args.jpeg_quality)
+    write_image(
+        out_path,
+        hdr,
+        fmt=fmt,
+        exr_precision=args.exr_precision,
+        jpeg_quality=args.jpeg_quality,
+        headroom=args.hdr_headroom,
+        hdr_transfer=args.hdr_transfer,
+        avif_bits=args.avif_bits,
+    )
     log.info("wrote %s (%s) in %.2f s", out_path, fmt, time.perf_counter() - t4)
     return EXIT_OK
 

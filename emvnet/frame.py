@@ -49,7 +49,7 @@ class Frame:
     data: np.ndarray
     domain: Domain
     layout: Layout
-    source_format: str  # "jpeg", "png", "tiff", "dng", "raw", "exr", "hdr"
+    source_format: str  # "jpeg", "png", "tiff", "dng", "raw", "exr", "hdr", "heic", "avif"
     bit_depth: int  # bits per sample in the file: 8, 16, 32, or the raw sensor's bits
     floating: bool = False  # samples are floating point in the file (EXR, Radiance, float TIFF)
     exposure: ExposureInfo = field(default_factory=ExposureInfo)

@@ -24,6 +24,8 @@ FORMATS: dict[int, OutputFormat] = {
     enhance_pb2.OUTPUT_FORMAT_TIFF: "tiff",
     enhance_pb2.OUTPUT_FORMAT_RADIANCE: "hdr",
     enhance_pb2.OUTPUT_FORMAT_EXR: "exr",
+    enhance_pb2.OUTPUT_FORMAT_ULTRAHDR: "uhdr",
+    enhance_pb2.OUTPUT_FORMAT_AVIF: "avif",
 }
 
 

@@ -13,14 +13,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from emvnet.errors import EmvnetError
+from emvnet.io import OutputFormat
 
-OutputFormat = Literal["png", "jpeg", "tiff", "hdr", "exr"]
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
+# An Ultra HDR file is a JPEG to every client: its gain map rides inside (service/negotiation.py).
 CONTENT_TYPES: dict[str, str] = {
     "png": "image/png",
     "jpeg": "image/jpeg",
+    "uhdr": "image/jpeg",
+    "avif": "image/avif",
     "tiff": "image/tiff",
     "hdr": "image/vnd.radiance",
     "exr": "image/x-exr",

@@ -1,14 +1,17 @@
-"""What every reader shares: the probe result, the pixel limit, error wording, the float conversion."""
+"""What every reader shares: the probe result, the pixel limit, error wording, the float conversion,
+and Pillow's header-only open."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
-from emvnet.errors import ImageTooLargeError
+from emvnet.errors import CorruptImageError, ImageTooLargeError
 from emvnet.frame import ExposureInfo
 from emvnet.io.sniff import FORMAT_NAMES, ImageFormat
 
@@ -67,6 +70,16 @@ def check_size(name: str, fmt: str, width: int, height: int, max_pixels: int) ->
             f"{name}: {label} image is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit "
             f"of {max_pixels / 1e6:g} MP per frame"
         )
+
+
+def open_with_pillow(data: bytes, name: str, pillow_format: str) -> Image.Image:
+    """Pillow's lazy open as `pillow_format` ("JPEG", "AVIF"): the header is read, no pixels yet."""
+    try:
+        return Image.open(io.BytesIO(data), formats=[pillow_format])
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: {pillow_format} image is too large ({one_line(exc)})") from exc
+    except Exception as exc:
+        raise CorruptImageError(f"{name}: damaged {pillow_format} header ({one_line(exc)})") from exc
 
 
 def to_rgb_float(pixels: np.ndarray, scale: float, *, bgr: bool = False) -> np.ndarray:

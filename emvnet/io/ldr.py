@@ -7,7 +7,6 @@ the chunk walk here checks the IHDR size against the limit and that the file is 
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 
@@ -15,10 +14,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from emvnet.errors import CorruptImageError, ImageTooLargeError, UnsupportedFormatError
+from emvnet.errors import CorruptImageError, UnsupportedFormatError
 from emvnet.frame import Frame
 from emvnet.io import exif, tiffmeta
-from emvnet.io.common import ImageInfo, check_size, one_line, to_rgb_float
+from emvnet.io.common import ImageInfo, check_size, one_line, open_with_pillow, to_rgb_float
 
 # Pillow modes a JPEG decodes to -> stored colour channels.
 _JPEG_CHANNELS = {"L": 1, "RGB": 3, "YCbCr": 3, "CMYK": 4}
@@ -30,12 +29,7 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 
 
 def _open_jpeg(data: bytes, name: str) -> Image.Image:
-    try:
-        return Image.open(io.BytesIO(data), formats=["JPEG"])
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: JPEG image is too large ({one_line(exc)})") from exc
-    except Exception as exc:
-        raise CorruptImageError(f"{name}: damaged JPEG header ({one_line(exc)})") from exc
+    return open_with_pillow(data, name, "JPEG")
 
 
 def _jpeg_meta(im: Image.Image) -> tiffmeta.TiffLayout | None:

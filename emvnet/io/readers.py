@@ -11,7 +11,7 @@ from typing import Literal
 
 from emvnet.errors import UnsupportedFormatError
 from emvnet.frame import Frame
-from emvnet.io import exr, ldr, radiance, raw, tiff
+from emvnet.io import exr, heif, ldr, radiance, raw, tiff
 from emvnet.io.common import DEFAULT_MAX_PIXELS, ImageInfo, Source, describe
 from emvnet.io.sniff import SNIFF_BYTES, SUPPORTED_INPUTS, ImageFormat, sniff_format
 
@@ -54,6 +54,8 @@ _PROBES: dict[str, Callable[[bytes, str, int], ImageInfo]] = {
     "tiff": tiff.probe_tiff,
     "exr": exr.probe_exr,
     "hdr": radiance.probe_radiance,
+    "heic": heif.probe_heic,
+    "avif": heif.probe_avif,
 }
 _READERS: dict[str, Callable[[bytes, str, int], Frame]] = {
     "jpeg": ldr.read_jpeg,
@@ -61,6 +63,8 @@ _READERS: dict[str, Callable[[bytes, str, int], Frame]] = {
     "tiff": tiff.read_tiff,
     "exr": exr.read_exr,
     "hdr": radiance.read_radiance,
+    "heic": heif.read_heic,
+    "avif": heif.read_avif,
 }
 
 
@@ -83,7 +87,7 @@ def read_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     raw_mode: Literal["rgb", "packed"] = "rgb",
 ) -> Frame:
-    """Decode a JPEG, PNG, TIFF, DNG/camera raw, OpenEXR or Radiance file (path or bytes) to a Frame.
+    """Decode a JPEG, PNG, TIFF, DNG/camera raw, OpenEXR, Radiance, HEIC or AVIF file (path or bytes).
 
     `max_pixels` bounds the upright image size and is checked from the header before any pixel
     buffer exists. `raw_mode` applies to camera raws only: "rgb" demosaics to linear sRGB, "packed"

@@ -4,6 +4,9 @@ TIFF is a container: a DNG or a Nikon/Sony/Canon raw starts with the same eight 
 TIFF, and only its directories tell them apart. Given the whole file (or at least the directories),
 `sniff_format` says "dng" or "raw"; given only a short head it may say "tiff" for such a file, which
 is still the right family for a gateway's accept/reject decision.
+
+HEIF (HEIC) and AVIF are ISO base media files: an `ftyp` box whose brands name the codec. Canon's
+CR3 shares the box (brand `crx `) and is a camera raw.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Literal
 
 from emvnet.io import tiffmeta
 
-ImageFormat = Literal["jpeg", "png", "tiff", "dng", "raw", "exr", "hdr"]
+ImageFormat = Literal["jpeg", "png", "tiff", "dng", "raw", "exr", "hdr", "heic", "avif"]
 
 SNIFF_BYTES = 64  # enough for every magic below; TIFF-based raws need more (their directories)
 
@@ -33,6 +36,12 @@ _RAW_MAGICS: tuple[tuple[int, bytes], ...] = (
     (6, b"HEAPCCDR"),  # Canon CRW
 )
 
+# ftyp brands: HEVC-coded HEIF (iPhone photos and their bursts), AV1-coded AVIF, and the generic
+# image brands both list, which alone leave the codec to the item data (libheif decides).
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_GENERIC_HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"miaf"})
+
 # Vendor compression schemes that only camera raws use (Sony ARW, Samsung SRW, Nikon NEF,
 # Kodak DCR, Pentax PEF): a TIFF directory with one of these is not a plain TIFF.
 _RAW_COMPRESSIONS = frozenset({32767, 32769, 32770, 32772, 34713, 65000, 65535})
@@ -46,9 +55,11 @@ FORMAT_NAMES: dict[str, str] = {
     "raw": "camera raw",
     "exr": "OpenEXR",
     "hdr": "Radiance HDR",
+    "heic": "HEIC",
+    "avif": "AVIF",
 }
 
-SUPPORTED_INPUTS = "JPEG, PNG, TIFF, DNG/camera raw, OpenEXR, Radiance HDR"
+SUPPORTED_INPUTS = "JPEG, PNG, TIFF, DNG/camera raw, OpenEXR, Radiance HDR, HEIC/HEIF, AVIF"
 
 
 def sniff_format(head: bytes) -> ImageFormat | None:
@@ -68,8 +79,22 @@ def sniff_format(head: bytes) -> ImageFormat | None:
     for offset, magic in _RAW_MAGICS:
         if head[offset : offset + len(magic)] == magic:
             return "raw"
+    if head[4:8] == b"ftyp":
+        return _classify_ftyp(head)
     if tiffmeta.is_tiff_header(head):
         return classify_tiff(head)
+    return None
+
+
+def _classify_ftyp(head: bytes) -> Literal["heic", "avif"] | None:
+    """HEIC or AVIF from the brands of an `ftyp` box (major brand, then the compatible ones)."""
+    size = int.from_bytes(head[:4], "big")
+    end = min(len(head), size) if size >= 16 else min(len(head), 16)
+    brands = [head[8:12]] + [head[i : i + 4] for i in range(16, end - 3, 4)]
+    if brands[0] in _AVIF_BRANDS or (brands[0] not in _HEIC_BRANDS and _AVIF_BRANDS & set(brands)):
+        return "avif"
+    if _HEIC_BRANDS & set(brands) or _GENERIC_HEIF_BRANDS & set(brands):
+        return "heic"
     return None
 
 

@@ -1,5 +1,7 @@
 """Encoding a linear HDR result: OpenEXR, Radiance and float TIFF keep the linear values; PNG and JPEG
-get the tonemapped 8-bit sRGB picture from `emvnet.io.tonemap.display`.
+get the tonemapped 8-bit sRGB picture from `emvnet.io.tonemap.display`; Ultra HDR JPEG (that picture
+plus a gain map, `gainmap`) and AVIF (BT.2020 PQ or HLG, `avif`) get the picture HDR displays show,
+in SDR-white units up to a headroom (`rendition`).
 
 Input is float (H, W, 3) linear RGB; OpenEXR and TIFF also take (H, W, 4) packed raw (R, G1, G2, B).
 NaN and inf are written as 0 in every format. Negative values survive in OpenEXR and TIFF (both store
@@ -21,10 +23,14 @@ import OpenEXR
 import tifffile
 
 from emvnet.errors import UnsupportedFormatError
+from emvnet.io.avif import AvifBits, HdrTransfer, encode_avif
+from emvnet.io.gainmap import encode_ultrahdr
+from emvnet.io.rendition import check_headroom, render
 from emvnet.io.tiff import RGGB_MARKER
 from emvnet.io.tonemap import display
 
-OutputFormat = Literal["exr", "hdr", "tiff", "png", "jpeg"]
+# "uhdr" is an Ultra HDR (ISO 21496-1 gain-map) JPEG; "jpeg" stays the plain SDR picture.
+OutputFormat = Literal["exr", "hdr", "tiff", "png", "jpeg", "uhdr", "avif"]
 ExrPrecision = Literal["half", "float"]
 
 _EXTENSIONS: dict[str, OutputFormat] = {
@@ -36,14 +42,25 @@ _EXTENSIONS: dict[str, OutputFormat] = {
     ".png": "png",
     ".jpg": "jpeg",
     ".jpeg": "jpeg",
+    ".uhdr.jpg": "uhdr",
+    ".uhdr.jpeg": "uhdr",
+    ".avif": "avif",
 }
-_FORMATS: tuple[OutputFormat, ...] = ("exr", "hdr", "tiff", "png", "jpeg")
+FORMATS: tuple[OutputFormat, ...] = ("exr", "hdr", "tiff", "png", "jpeg", "uhdr", "avif")
+HDR_DISPLAY_FORMATS: frozenset[OutputFormat] = frozenset({"uhdr", "avif"})
 _HALF_MAX = 65504.0  # largest finite float16; beyond it half would store inf
 
 
 def output_format_for(path: str | os.PathLike[str]) -> OutputFormat:
-    """The output format a file name asks for, by its extension (case-insensitive)."""
-    ext = os.path.splitext(os.fspath(path))[1].lower()
+    """The output format a file name asks for, by its extension (case-insensitive).
+
+    A double extension wins over the last one: `x.uhdr.jpg` is Ultra HDR, `x.jpg` plain JPEG.
+    """
+    stem, ext = os.path.splitext(os.fspath(path))
+    double = (os.path.splitext(stem)[1] + ext).lower()
+    if double in _EXTENSIONS:
+        return _EXTENSIONS[double]
+    ext = ext.lower()
     if ext not in _EXTENSIONS:
         allowed = " ".join(_EXTENSIONS)
         raise UnsupportedFormatError(
@@ -58,14 +75,22 @@ def encode_image(
     *,
     exr_precision: ExrPrecision = "half",
     jpeg_quality: int = 95,
+    headroom: float | None = None,
+    hdr_transfer: HdrTransfer = "pq",
+    avif_bits: AvifBits = 10,
 ) -> bytes:
-    """The file bytes of `hdr` (linear float, (H, W, 3) RGB or (H, W, 4) packed RGGB) in `fmt`."""
-    if fmt not in _FORMATS:
-        raise UnsupportedFormatError(f"cannot encode to {fmt!r}; use one of {', '.join(_FORMATS)}")
+    """The file bytes of `hdr` (linear float, (H, W, 3) RGB or (H, W, 4) packed RGGB) in `fmt`.
+
+    `jpeg_quality` applies to JPEG and Ultra HDR; `headroom` (times SDR white, None = from the
+    image) to Ultra HDR and AVIF; `hdr_transfer` and `avif_bits` to AVIF.
+    """
+    if fmt not in FORMATS:
+        raise UnsupportedFormatError(f"cannot encode to {fmt!r}; use one of {', '.join(FORMATS)}")
     if exr_precision not in ("half", "float"):
         raise ValueError(f"exr_precision must be 'half' or 'float', got {exr_precision!r}")
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+    check_headroom(headroom)
     arr = np.asarray(hdr)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"expected a non-empty (H, W, 3) or (H, W, 4) image, got shape {arr.shape}")
@@ -84,6 +109,10 @@ def encode_image(
         return _encode_radiance(lin)
     if fmt == "tiff":
         return _encode_tiff(lin)
+    if fmt == "uhdr":
+        return encode_ultrahdr(render(lin, headroom), jpeg_quality)
+    if fmt == "avif":
+        return encode_avif(render(lin, headroom), hdr_transfer, avif_bits)
     return _encode_ldr(display(lin), fmt, jpeg_quality)
 
 
@@ -92,16 +121,17 @@ def write_image(
     hdr: np.ndarray,
     *,
     fmt: OutputFormat | None = None,
-    exr_precision: ExrPrecision = "half",
-    jpeg_quality: int = 95,
+    **options: Any,
 ) -> None:
     """Encode `hdr` (format from the extension unless `fmt` is given) and write it atomically.
+
+    `options` are those of `encode_image`.
 
     The bytes go to a temporary file in the same directory, which is then renamed over `path`, so
     readers never see a half-written image and a failed write leaves any old file intact.
     """
     fmt = fmt or output_format_for(path)
-    payload = encode_image(hdr, fmt, exr_precision=exr_precision, jpeg_quality=jpeg_quality)
+    payload = encode_image(hdr, fmt, **options)
     target = os.fspath(path)
     folder, base = os.path.split(os.path.abspath(target))
     temp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")

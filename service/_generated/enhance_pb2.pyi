@@ -40,6 +40,10 @@ class _OutputFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutputFo
     """linear RGBE"""
     OUTPUT_FORMAT_EXR: _OutputFormat.ValueType  # 5
     """linear half float"""
+    OUTPUT_FORMAT_ULTRAHDR: _OutputFormat.ValueType  # 6
+    """Ultra HDR (ISO 21496-1) gain-map JPEG: the SDR JPEG plus a gain map"""
+    OUTPUT_FORMAT_AVIF: _OutputFormat.ValueType  # 7
+    """HDR AVIF: 10-bit BT.2020, PQ"""
 
 class OutputFormat(_OutputFormat, metaclass=_OutputFormatEnumTypeWrapper): ...
 
@@ -55,6 +59,10 @@ OUTPUT_FORMAT_RADIANCE: OutputFormat.ValueType  # 4
 """linear RGBE"""
 OUTPUT_FORMAT_EXR: OutputFormat.ValueType  # 5
 """linear half float"""
+OUTPUT_FORMAT_ULTRAHDR: OutputFormat.ValueType  # 6
+"""Ultra HDR (ISO 21496-1) gain-map JPEG: the SDR JPEG plus a gain map"""
+OUTPUT_FORMAT_AVIF: OutputFormat.ValueType  # 7
+"""HDR AVIF: 10-bit BT.2020, PQ"""
 Global___OutputFormat: _TypeAlias = OutputFormat  # noqa: Y015
 
 @_typing.final
@@ -76,7 +84,7 @@ class EnhanceRequest(_message.Message):
     """optional; echoed back"""
     @_builtins.property
     def frames(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
-        """encoded frames (JPEG, PNG, TIFF, DNG/raw, EXR, Radiance), in order"""
+        """encoded frames (JPEG, PNG, TIFF, DNG/raw, EXR, Radiance, HEIC, AVIF), in order"""
 
     @_builtins.property
     def exposures(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:

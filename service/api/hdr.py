@@ -12,10 +12,10 @@ from fastapi.responses import JSONResponse
 from service import metrics
 from service.api.deps import BackendDep, RequestIdDep, SettingsDep, require_api_key
 from service.errors import JobFailedError
-from service.negotiation import choose_format
+from service.negotiation import FORMAT_HELP, choose_format
 from service.schemas import ErrorBody, JobStatus
 from service.validation import EnhanceParams, parse_exposures, parse_reference, validate
-from worker.jobs import JobFailure, JobOutput, Outcome
+from worker.jobs import CONTENT_TYPES, JobFailure, JobOutput, Outcome
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": recorded in metrics and logs, sent to nobody
 DISCONNECT_POLL_S = 0.1
@@ -25,11 +25,12 @@ router = APIRouter(prefix="/v1", tags=["hdr"], dependencies=[Depends(require_api
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 406, 413, 415, 422, 429, 503, 504)
 }
-IMAGE_TYPES: dict[str, dict[str, Any]] = {
-    t: {} for t in ("image/png", "image/jpeg", "image/tiff", "image/vnd.radiance", "image/x-exr")
-}
+IMAGE_TYPES: dict[str, dict[str, Any]] = {t: {} for t in dict.fromkeys(CONTENT_TYPES.values())}
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": IMAGE_TYPES, "description": "the merged image"},
+    200: {
+        "content": IMAGE_TYPES,
+        "description": "the merged image (image/jpeg is an Ultra HDR gain-map JPEG when asked for)",
+    },
     202: {"model": JobStatus, "description": "queued (mode=async); poll Location"},
     **ERRORS,
 }
@@ -70,9 +71,7 @@ async def enhance(
     reference: Annotated[str | None, Form(description="0-based frame index or auto")] = None,
     model: Annotated[str | None, Form(description="model name; default from the server")] = None,
     mode: Annotated[Literal["sync", "async"], Query(description="async: 202 and a job to poll")] = "sync",
-    output: Annotated[
-        str | None, Query(alias="format", description="png, jpeg, tiff, hdr or exr; overrides Accept")
-    ] = None,
+    output: Annotated[str | None, Query(alias="format", description=FORMAT_HELP)] = None,
     timeout: Annotated[float | None, Query(gt=0, description="seconds a synchronous call may wait")] = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:

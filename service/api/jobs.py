@@ -17,7 +17,7 @@ from emvnet.io import encode_image, read_image
 from service.api.deps import BackendDep, SettingsDep, require_api_key
 from service.api.hdr import ERRORS, IMAGE_TYPES, image_response
 from service.errors import JobFailedError, JobNotFinishedError, NotAcceptableError
-from service.negotiation import accept_quality, choose_format, parse_accept
+from service.negotiation import FORMAT_HELP, accept_quality, choose_format, parse_accept
 from service.schemas import JobStatus
 from service.settings import Settings
 from worker.jobs import JobFailure, JobOutput, OutputFormat
@@ -43,9 +43,7 @@ async def job_result(
     backend: BackendDep,
     settings: SettingsDep,
     accept: Annotated[str | None, Header()] = None,
-    output: Annotated[
-        str | None, Query(alias="format", description="png, jpeg, tiff, hdr or exr; overrides Accept")
-    ] = None,
+    output: Annotated[str | None, Query(alias="format", description=FORMAT_HELP)] = None,
 ) -> Response:
     view = await backend.view(job_id, with_result=True)
     outcome = view.outcome

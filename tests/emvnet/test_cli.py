@@ -9,10 +9,13 @@ from pathlib import Path
 import imageio.v3
 import numpy as np
 import pytest
+from helpers.brackets import frobisher_heic
+from helpers.hdrfiles import assert_within_tolerance, avif_cicp, decode_avif, decode_ultrahdr, jpeg_images
 from PIL import Image
 
 from emvnet.cli import main
 from emvnet.io import read_image
+from emvnet.io.rendition import render
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "brackets" / "frobisher"
 FRAMES = [str(FIXTURE / f"IMG_260{i}.jpg") for i in range(3)]
@@ -63,6 +66,37 @@ def test_enhance_fixture_to_every_format(tmp_path: Path, ext: str) -> None:
         assert back.data.max() > 1.5, "an HDR merge of a 1/8..8 s bracket must exceed the reference's clip"
     else:
         assert back.domain == "display"
+
+
+def test_enhance_to_hdr_display_formats(tmp_path: Path) -> None:
+    """The bundled bracket as Ultra HDR and HDR AVIF decodes (libultrahdr, libavif) to the merge's
+    radiance within tolerance, and the Ultra HDR base looks like the PNG of the same merge."""
+    outputs = {name: tmp_path / name for name in ("m.exr", "m.png", "m.jpg", "m.avif")}
+    for name, out in outputs.items():
+        flags = ["--gain-map"] if name == "m.jpg" else []
+        assert main(["-q", "enhance", *FRAMES, "-o", str(out), *flags, "--exr-precision", "float"]) == 0
+    rendition = render(read_image(outputs["m.exr"]).data)  # the merge's radiance, in SDR-white units
+    uhdr = outputs["m.jpg"].read_bytes()
+    assert len(jpeg_images(uhdr)) == 2, "--gain-map writes a base and a gain map image"
+    assert_within_tolerance(decode_ultrahdr(uhdr), rendition.lin)
+    assert_within_tolerance(decode_avif(outputs["m.avif"].read_bytes()), rendition.lin)
+    assert avif_cicp(outputs["m.avif"].read_bytes()) == (9, 16, 9, True)
+    base = np.asarray(Image.open(outputs["m.jpg"]).convert("RGB")).astype(np.float32)
+    png = np.asarray(Image.open(outputs["m.png"])).astype(np.float32)
+    assert np.abs(base - png).mean() < 2.0, "the SDR base is today's PNG, JPEG-coded"
+
+
+def test_enhance_heic_bracket(tmp_path: Path) -> None:
+    """A HEIC bracket made with pillow-heif (EXIF 1/8, 1, 8 s) merges by its EXIF times."""
+    frames = []
+    for i, data in enumerate(frobisher_heic()):
+        frames.append(tmp_path / f"IMG_{i}.HEIC")
+        frames[-1].write_bytes(data)
+    out = tmp_path / "heic.uhdr.jpg"
+    result = run_cli("enhance", *map(str, frames), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "480x320 heic, exposures 1/8, 1, 8 s (EXIF)" in result.stderr, result.stderr
+    assert decode_ultrahdr(out.read_bytes()).shape == (320, 480, 3)
 
 
 def test_exr_opens_in_openexr_and_float_precision(tmp_path: Path) -> None:
@@ -130,6 +164,11 @@ def test_help_is_complete() -> None:
         "--device",
         "--output",
         "--exr-precision",
+        "--gain-map",
+        "--hdr-headroom",
+        "--hdr-transfer",
+        "--avif-bits",
+        ".uhdr.jpg",
         "Exit codes",
     ):
         assert option in result.stdout
@@ -155,6 +194,8 @@ def _bad_inputs(tmp: Path) -> dict[str, list[str]]:
     Image.open(FRAMES[1]).resize((240, 160)).save(small)
     empty = tmp / "empty.png"
     empty.write_bytes(b"")
+    damaged_heic = tmp / "IMG_0001.HEIC"
+    damaged_heic.write_bytes(frobisher_heic()[1][:2000])
     out = str(tmp / "o.exr")
     return {
         "one frame": ["enhance", FRAMES[0], "-o", out],
@@ -172,6 +213,9 @@ def _bad_inputs(tmp: Path) -> dict[str, list[str]]:
         "reference out of range": ["enhance", *FRAMES, "-o", out, "--reference", "3"],
         "bad reference": ["enhance", *FRAMES, "-o", out, "--reference", "middle"],
         "too large": ["enhance", *FRAMES, "-o", out, "--max-megapixels", "0.01"],
+        "gain map on png": ["enhance", *FRAMES, "-o", str(tmp / "o.png"), "--gain-map"],
+        "headroom below 1": ["enhance", *FRAMES, "-o", str(tmp / "o.avif"), "--hdr-headroom", "0.5"],
+        "damaged heic": ["enhance", FRAMES[0], str(damaged_heic), "-o", out],
         "cuda absent": ["enhance", *FRAMES, "-o", out, "--device", "cuda:7"],
     }
 

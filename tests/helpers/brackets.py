@@ -1,11 +1,14 @@
-"""Encoded brackets for service tests: the real frobisher JPEGs and synthetic PNG brackets."""
+"""Encoded brackets for service tests: the real frobisher JPEGs (also as HEIC) and synthetic PNGs."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pillow_heif
+from PIL import Image
 
 from helpers.synth import ldr_bracket, radiance_scene
 
@@ -18,6 +21,22 @@ def frobisher() -> list[bytes]:
     """The 3-frame 480x320 JPEG bracket (EXIF exposures)."""
     assert len(FROBISHER) == 3, "tests/fixtures/brackets/frobisher should hold 3 JPEGs"
     return [p.read_bytes() for p in FROBISHER]
+
+
+def encode_heic(rgb8: np.ndarray, exif: bytes | None = None, quality: int = 90) -> bytes:
+    """8-bit RGB (H, W, 3) -> HEIC bytes written by libheif (x265), with an optional EXIF block."""
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(Image.fromarray(rgb8)).save(buffer, format="HEIF", quality=quality, exif=exif)
+    return buffer.getvalue()
+
+
+def frobisher_heic() -> list[bytes]:
+    """The frobisher bracket re-encoded as HEIC, each frame keeping its JPEG's EXIF (1/8, 1, 8 s)."""
+    frames = []
+    for jpeg in frobisher():
+        with Image.open(io.BytesIO(jpeg)) as im:
+            frames.append(encode_heic(np.asarray(im.convert("RGB")), exif=im.info["exif"]))
+    return frames
 
 
 def encode_png(rgb01: np.ndarray, bits: int = 8) -> bytes:

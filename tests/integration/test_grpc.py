@@ -11,7 +11,8 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from helpers.brackets import frobisher, noise_png, synthetic_jpegs, synthetic_pngs
+from helpers.brackets import frobisher, frobisher_heic, noise_png, synthetic_jpegs, synthetic_pngs
+from helpers.hdrfiles import avif_cicp, decode_ultrahdr, jpeg_images
 from helpers.servers import GatewayThread, gateway, make_settings
 
 from service._generated import enhance_pb2 as pb
@@ -59,6 +60,25 @@ def test_unary_enhance(stub: pb_grpc.EnhancerStub) -> None:
     r = stub.Enhance(req, metadata=AUTH, timeout=30)
     assert (r.width, r.height, r.content_type, r.request_id) == (480, 320, "image/x-exr", "cam-1")
     assert r.image.startswith(b"\x76\x2f\x31\x01") and not r.blind and len(r.job_id) == 32
+
+
+def test_heic_bracket_to_hdr_formats(stub: pb_grpc.EnhancerStub) -> None:
+    """A test-made HEIC bracket (EXIF times) merges, not blind, into Ultra HDR; JPEGs into HDR AVIF."""
+    req = pb.EnhanceRequest(frames=frobisher_heic(), output_format=pb.OUTPUT_FORMAT_ULTRAHDR)
+    r = stub.Enhance(req, metadata=AUTH, timeout=60)
+    assert r.content_type == "image/jpeg" and not r.blind and len(jpeg_images(r.image)) == 2
+    assert decode_ultrahdr(r.image).shape == (320, 480, 3)
+    req = pb.EnhanceRequest(frames=frobisher(), output_format=pb.OUTPUT_FORMAT_AVIF)
+    r = stub.Enhance(req, metadata=AUTH, timeout=60)
+    assert r.content_type == "image/avif" and avif_cicp(r.image) == (9, 16, 9, True)
+
+
+def test_damaged_heic_is_invalid_argument(stub: pb_grpc.EnhancerStub) -> None:
+    """A truncated HEIC frame is INVALID_ARGUMENT corrupt_image, as over REST."""
+    frames = [f[: len(f) // 2] for f in frobisher_heic()]
+    err = rpc_error(lambda: stub.Enhance(pb.EnhanceRequest(frames=frames), metadata=AUTH, timeout=30))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert trailer(err, "emvnet-error-code") == "corrupt_image"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from emvnet import errors as emvnet_errors
+from service.api.app import create_app
 from service.errors import ERROR_TABLE, GatewayError, describe
 from service.negotiation import choose_format
 from service.settings import Settings
@@ -57,6 +58,14 @@ def test_unknown_exceptions_are_internal_without_details() -> None:
         ("image/tiff;q=0.5, image/jpeg;q=0.9", "jpeg"),
         ("image/png;q=0, image/*;q=0.5", "jpeg"),
         ("text/html, image/tiff", "tiff"),
+        ("image/avif", "avif"),
+        ("image/jpeg", "jpeg"),  # a plain JPEG stays SDR
+        ("image/jpeg; gainmap=1", "uhdr"),
+        ('image/jpeg;q=0.8;gainmap="true"', "uhdr"),
+        ("image/jpeg;gainmap=0", "jpeg"),
+        ("image/jpeg;gainmap=1;q=0.5, image/jpeg", "jpeg"),
+        # A browser's <img> Accept weighs AVIF like any image: the server's preference, SDR PNG, wins.
+        ("image/avif,image/webp,image/*,*/*;q=0.8", "png"),
     ],
 )
 def test_accept_negotiation(accept: str | None, fmt: str) -> None:
@@ -75,9 +84,27 @@ def test_format_parameter_wins() -> None:
     assert choose_format(None, "jpg") == "jpeg"
 
 
+@pytest.mark.parametrize("name", ["uhdr", "ultrahdr", "UltraHDR", "gainmap"])
+def test_gain_map_format_names(name: str) -> None:
+    """The names users of Ultra HDR would guess all ask for the gain-map JPEG."""
+    assert choose_format("image/jpeg", name) == "uhdr"
+    assert choose_format(None, "avif") == "avif"
+
+
 def test_api_keys_split_on_commas(monkeypatch: pytest.MonkeyPatch) -> None:
     """EMVNET_API_KEYS=a,b configures two keys; bad frame limits fail fast."""
     monkeypatch.setenv("EMVNET_API_KEYS", "k1, k2")
     assert Settings().api_keys == ["k1", "k2"]
     with pytest.raises(ValueError, match="min_frames"):
         Settings(min_frames=5, max_frames=3)
+
+
+def test_openapi_lists_the_hdr_formats() -> None:
+    """The OpenAPI schema offers image/avif and documents uhdr and avif for ?format=."""
+    spec = create_app(Settings()).openapi()
+    post = spec["paths"]["/v1/hdr"]["post"]
+    assert "image/avif" in post["responses"]["200"]["content"]
+    (fmt,) = [p for p in post["parameters"] if p["name"] == "format"]
+    assert "uhdr" in fmt["description"] and "avif" in fmt["description"]
+    result = spec["paths"]["/v1/jobs/{job_id}/result"]["get"]["responses"]["200"]["content"]
+    assert "image/avif" in result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 
@@ -9,8 +10,10 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from helpers.brackets import frobisher, synthetic_jpegs, synthetic_pngs
+from helpers.brackets import frobisher, frobisher_heic, synthetic_jpegs, synthetic_pngs
+from helpers.hdrfiles import avif_cicp, decode_ultrahdr, jpeg_images
 from helpers.servers import GatewayThread, gateway, make_settings
+from PIL import Image
 
 from emvnet.io import read_image
 
@@ -118,6 +121,61 @@ def test_async_result_in_any_format_from_the_kept_linear_result(client: httpx.Cl
     assert_error(client.get(url, params={"format": "webp"}), 406, "not_acceptable")
 
 
+def wait_for_result(client: httpx.Client, url: str) -> httpx.Response:
+    deadline = time.monotonic() + 20
+    while (result := client.get(url)).status_code == 409:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return result
+
+
+def assert_ultrahdr(r: httpx.Response) -> None:
+    """An Ultra HDR answer: served as image/jpeg, a base and a gain map JPEG that libultrahdr decodes."""
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg", r.text
+    assert len(jpeg_images(r.content)) == 2
+    assert decode_ultrahdr(r.content).shape == (320, 480, 3)
+
+
+def assert_hdr_avif(r: httpx.Response) -> None:
+    assert r.status_code == 200 and r.headers["content-type"] == "image/avif", r.text
+    assert r.content[4:12] == b"ftypavif" and avif_cicp(r.content) == (9, 16, 9, True)
+
+
+def test_hdr_outputs_for_phones_and_browsers(client: httpx.Client) -> None:
+    """?format=uhdr and Accept image/jpeg;gainmap=1 give Ultra HDR, image/avif an HDR AVIF."""
+    assert_ultrahdr(post(client, frobisher(), params={"format": "ultrahdr"}))
+    assert_ultrahdr(post(client, frobisher(), headers={"Accept": "image/jpeg; gainmap=1"}))
+    assert_hdr_avif(post(client, frobisher(), headers={"Accept": "image/avif"}))
+
+
+def test_async_results_reencode_into_hdr_formats(client: httpx.Client) -> None:
+    """A job stored as Ultra HDR serves it as such, re-encodes to plain JPEG for image/jpeg and to AVIF."""
+    r = post(client, frobisher(), params={"mode": "async", "format": "uhdr"})
+    assert r.status_code == 202, r.text
+    url = r.headers["location"] + "/result"
+    assert_ultrahdr(wait_for_result(client, url))
+    assert_ultrahdr(client.get(url, headers={"Accept": "image/jpeg;gainmap=1"}))
+    plain = client.get(url, headers={"Accept": "image/jpeg"})  # a plain JPEG client gets no gain map
+    assert plain.headers["content-type"] == "image/jpeg" and len(jpeg_images(plain.content)) == 1
+    assert_hdr_avif(client.get(url, params={"format": "avif"}))
+
+
+def test_heic_bracket_merges_with_its_exif_times(client: httpx.Client) -> None:
+    """iPhone-style HEIC frames (test-made, EXIF 1/8, 1, 8 s) merge, not blind, into Ultra HDR."""
+    r = post(client, frobisher_heic(), params={"format": "uhdr"})
+    assert_ultrahdr(r)
+    assert r.headers["x-blind"] == "false"
+
+
+def _avif_frames() -> list[bytes]:
+    frames = []
+    for jpeg in frobisher():
+        buffer = io.BytesIO()
+        Image.open(io.BytesIO(jpeg)).save(buffer, format="AVIF", quality=80)
+        frames.append(buffer.getvalue())
+    return frames
+
+
 def test_unknown_jobs(client: httpx.Client) -> None:
     assert_error(client.get("/v1/jobs/" + "0" * 32), 404, "job_not_found")
     assert_error(client.get("/v1/jobs/not-an-id"), 400, "invalid_request")
@@ -137,6 +195,9 @@ def test_unknown_jobs(client: httpx.Client) -> None:
         (frobisher, {"reference": "left"}, 422, "invalid_bracket"),
         (frobisher, {"model": "gpt"}, 422, "unknown_model"),
         (lambda: [f[:300] for f in frobisher()], {}, 422, "corrupt_image"),
+        (lambda: [f[: len(f) // 2] for f in frobisher_heic()], {}, 422, "corrupt_image"),
+        (lambda: [f[:40] + bytes(200) + f[240:] for f in frobisher_heic()], {}, 422, "corrupt_image"),
+        (lambda: [f[: len(f) // 2] for f in _avif_frames()], {}, 422, "corrupt_image"),
     ],
     ids=[
         "one-frame",
@@ -150,6 +211,9 @@ def test_unknown_jobs(client: httpx.Client) -> None:
         "ref-word",
         "model",
         "truncated",
+        "heic-truncated",
+        "heic-damaged",
+        "avif-truncated",
     ],
 )
 def test_validation_errors(client: httpx.Client, frames, data, status: int, code: str) -> None:  # type: ignore[no-untyped-def]

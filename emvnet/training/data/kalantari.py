@@ -33,7 +33,11 @@ from emvnet.training.data import DatasetError
 EXPOSURES_FILE = "exposures.txt"
 GT_NAME = "HDRImg.hdr"
 GT_SUFFIXES = (".hdr", ".exr")
-FRAME_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".dng", ".cr2", ".nef", ".arw")
+FRAME_SUFFIXES = (
+    *(".tif", ".tiff", ".png", ".jpg", ".jpeg"),
+    *(".heic", ".heif", ".avif"),  # phone brackets
+    *(".dng", ".cr2", ".nef", ".arw"),
+)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import numpy as np
 import OpenEXR
 import pytest
 import tifffile
+from helpers.brackets import encode_heic
 from helpers.dng import dng_bytes
 from PIL import Image, TiffImagePlugin
 
@@ -143,6 +144,8 @@ def samples() -> dict[str, bytes]:
         "exr": _exr_bytes({c: lin[:, :, i].astype(np.float16) for i, c in enumerate("RGB")}),
         "hdr": radiance.tobytes(),
         "dng": dng_bytes(mosaic, "RGGB", exposure_time=0.01),
+        "heic": encode_heic(rgb8, exif=_exif_bytes(exposure_time=0.01)),
+        "avif": _pil_bytes(rgb8, "AVIF", quality=90),
     }
 
 

@@ -17,7 +17,7 @@ from emvnet.errors import CorruptImageError, EmvnetError, ImageTooLargeError, Un
 from emvnet.frame import Frame
 from emvnet.io import probe_image, read_image
 
-KINDS = ("jpeg", "png8", "png16", "tiff8", "tiff16", "tiff32f", "exr", "hdr", "dng")
+KINDS = ("jpeg", "png8", "png16", "tiff8", "tiff16", "tiff32f", "exr", "hdr", "dng", "heic", "avif")
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from helpers.brackets import encode_heic
 
 from emvnet.io import write_image
 from emvnet.training.data import DatasetError
@@ -53,6 +54,16 @@ def test_a_scene_folder_itself_is_one_scene(tmp_path: Path) -> None:
     make_scene(tmp_path / "s", np.full((8, 8, 3), 0.2, np.float32), exposures=False)
     (scene,) = find_scenes(tmp_path / "s")
     assert scene.evs is None and scene.exposures is None
+
+
+def test_phone_heic_brackets_are_scenes(tmp_path: Path) -> None:
+    """A folder of iPhone HEIC frames (upper-case .HEIC) is a scene, for `emvnet eval --no-gt`."""
+    folder = tmp_path / "iphone"
+    folder.mkdir()
+    for k in range(3):
+        (folder / f"IMG_{k:04d}.HEIC").write_bytes(encode_heic(np.full((16, 16, 3), 60 * k, np.uint8)))
+    (scene,) = find_scenes(folder)
+    assert [p.name for p in scene.frames] == ["IMG_0000.HEIC", "IMG_0001.HEIC", "IMG_0002.HEIC"]
 
 
 def test_to_gt_units_divides_by_the_reference_exposure(tmp_path: Path) -> None:
