@@ -8,7 +8,7 @@ scene radiance ("linear": camera raw, float TIFF, OpenEXR, Radiance). Axis order
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -73,6 +73,11 @@ class Frame:
     def megapixels(self) -> float:
         scale = 4 if self.layout == "rggb" else 1  # a packed raw pixel covers 2x2 sensor sites
         return self.height * self.width * scale / 1e6
+
+    def without_exposure_time(self) -> Frame:
+        """The frame without its EXIF/DNG exposure time, which a merge reads when none is given:
+        a merge of such frames is blind unless times are stated."""
+        return replace(self, exposure=replace(self.exposure, exposure_time=None))
 
     @property
     def clips(self) -> bool:

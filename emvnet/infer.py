@@ -133,10 +133,16 @@ class Enhancer:
         frames: Sequence[FrameInput],
         exposures: Sequence[float] | None = None,
         reference: Reference = "auto",
+        *,
+        ignore_exif: bool = False,
     ) -> Bracket:
-        """Decode and validate one frame set without merging it (the service validates early)."""
+        """Decode and validate one frame set without merging it (the service validates early).
+        With `ignore_exif` the frames' own exposure times are not read: without `exposures` the
+        merge is blind, so a user can check a blind merge against the times they have."""
         raw_mode: RawMode = "packed" if self.spec.input_layout == "rggb" else "rgb"
         decoded = [as_frame(f, max_pixels=self.max_pixels, raw_mode=raw_mode) for f in frames]
+        if ignore_exif:
+            decoded = [f.without_exposure_time() for f in decoded]
         bracket = make_bracket(
             decoded, exposures, reference, crf_gamma=self.crf_gamma, max_frames=self.max_frames
         )
@@ -164,15 +170,19 @@ class Enhancer:
         frames: Sequence[FrameInput],
         exposures: Sequence[float] | None = None,
         reference: Reference = "auto",
+        *,
+        ignore_exif: bool = False,
     ) -> np.ndarray:
         """Merge one frame set into linear HDR (H, W, C) float32 in reference units."""
-        return self.enhance_batch([frames], [exposures], [reference])[0]
+        return self.enhance_batch([frames], [exposures], [reference], ignore_exif=ignore_exif)[0]
 
     def enhance_batch(
         self,
         frame_sets: Sequence[Sequence[FrameInput]],
         exposures: Sequence[Sequence[float] | None] | None = None,
         references: Sequence[Reference] | None = None,
+        *,
+        ignore_exif: bool = False,
     ) -> list[np.ndarray]:
         """Merge several frame sets; sets of equal shape share one forward pass."""
         exposures = list(exposures) if exposures is not None else [None] * len(frame_sets)
@@ -180,7 +190,10 @@ class Enhancer:
         if not len(exposures) == len(references) == len(frame_sets):
             raise BracketError("give one exposure list and one reference per frame set")
         t0 = time.perf_counter()
-        brackets = [self.prepare(f, e, r) for f, e, r in zip(frame_sets, exposures, references, strict=True)]
+        brackets = [
+            self.prepare(f, e, r, ignore_exif=ignore_exif)
+            for f, e, r in zip(frame_sets, exposures, references, strict=True)
+        ]
         t1 = time.perf_counter()
         results = self.merge(brackets)
         t2 = time.perf_counter()

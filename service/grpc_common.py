@@ -42,6 +42,7 @@ def response_from(outcome: JobOutput, request_id: str, job_id: str, sequence: in
         height=outcome.height,
         reference=outcome.reference,
         blind=outcome.blind,
+        blind_confidence=outcome.blind_confidence,
         inference_seconds=outcome.inference_seconds,
         model=outcome.model,
         sequence=sequence,

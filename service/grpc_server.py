@@ -82,6 +82,7 @@ class EnhancerServicer(enhance_pb2_grpc.EnhancerServicer):
                 model=request.model or None,
                 output_format=output_format(request.output_format),
                 request_id=request_id,
+                ignore_exif=request.ignore_exif,
             )
             outcome, job_id = await self.merge(params, self.wait_budget(context))
             if isinstance(outcome, JobFailure):

@@ -97,6 +97,7 @@ async def _answer(servicer: Merging, bracket: _Bracket, budget: float, call_id: 
             model=header.model or None,
             output_format=output_format(header.output_format),
             request_id=request_id,
+            ignore_exif=header.ignore_exif,
         )
         outcome, job_id = await servicer.merge(params, budget)
     except asyncio.CancelledError:

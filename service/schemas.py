@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from service.backends.contract import JobView
@@ -33,6 +35,11 @@ class ResultInfo(BaseModel):
     height: int
     reference: int = Field(description="0-based index of the reference frame used")
     blind: bool = Field(description="merged without exposure times")
+    blind_confidence: Literal["high", "low"] | None = Field(
+        default=None,
+        description="blind merges: high when the estimated exposure ratios are well supported, "
+        "low when they may be a stop or more off (give the times)",
+    )
     model: str
     inference_seconds: float
 
@@ -79,6 +86,7 @@ class JobStatus(BaseModel):
                 height=out.height,
                 reference=out.reference,
                 blind=out.blind,
+                blind_confidence=out.blind_confidence or None,  # type: ignore[arg-type]
                 model=out.model,
                 inference_seconds=out.inference_seconds,
             )

@@ -31,6 +31,7 @@ class EnhanceParams:
     model: str | None = None
     output_format: OutputFormat = "png"
     request_id: str = ""
+    ignore_exif: bool = False  # merge blind unless exposures are stated (the frames' EXIF is not read)
     keep_linear: bool = False  # asynchronous: the result may be fetched later in another format
 
 
@@ -116,6 +117,7 @@ def validate(params: EnhanceParams, settings: Settings, *, deadline_s: float) ->
         height=infos[0].height,
         output_format=params.output_format,
         exposures=exposures,
+        ignore_exif=params.ignore_exif,
         reference=params.reference,
         request_id=params.request_id,
         submitted_at=now,

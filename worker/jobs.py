@@ -84,6 +84,7 @@ class JobSpec:
     height: int
     output_format: OutputFormat = "png"
     exposures: tuple[float, ...] | None = None  # seconds, one per frame; None = EXIF or blind
+    ignore_exif: bool = False  # the frames' EXIF times are not read: blind unless `exposures`
     reference: int | None = None  # None = automatic
     request_id: str = ""
     submitted_at: float = field(default_factory=time.time)  # epoch seconds (crosses processes)
@@ -137,6 +138,9 @@ class JobOutput:
     blind: bool
     model: str
     inference_seconds: float
+    # Blind merges: how far the estimated exposure ratios can be trusted ("high" or "low",
+    # `emvnet.merge.bracket.blind_confidence`); "" with known times.
+    blind_confidence: str = ""
     linear: bytes = b""  # the linear result as half-float OpenEXR when the job kept it (keep_linear)
 
     @property

@@ -121,7 +121,9 @@ class ModelRunner:
             try:
                 enhancer = self.enhancer(job.spec.model)
                 reference: Reference = "auto" if job.spec.reference is None else job.spec.reference
-                bracket = enhancer.prepare(list(job.frames), job.spec.exposures, reference)
+                bracket = enhancer.prepare(
+                    list(job.frames), job.spec.exposures, reference, ignore_exif=job.spec.ignore_exif
+                )
                 groups[job.spec.model].append((i, bracket))
             except Exception as exc:
                 outcomes[i] = self._failure(job, exc)
@@ -177,6 +179,7 @@ class ModelRunner:
             height=int(hdr.shape[0]),
             reference=bracket.reference,
             blind=bracket.blind,
+            blind_confidence=bracket.confidence or "",
             model=model,
             inference_seconds=0.0,
             linear=linear,

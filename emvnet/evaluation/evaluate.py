@@ -40,7 +40,7 @@ import posixpath
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,8 +112,8 @@ def _read_frames(scene: Scene, raw_mode: RawMode, blind: bool) -> list[Frame]:
 
 
 def without_exposure_times(frames: Sequence[Frame]) -> list[Frame]:
-    """The frames without their EXIF/DNG exposure times, which a merge reads when none are given."""
-    return [replace(f, exposure=replace(f.exposure, exposure_time=None)) for f in frames]
+    """The frames without their EXIF/DNG exposure times (`Frame.without_exposure_time`)."""
+    return [f.without_exposure_time() for f in frames]
 
 
 def _time_source(scene: Scene, frames: Sequence[Frame], blind: bool) -> str | None:

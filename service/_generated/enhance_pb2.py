@@ -25,29 +25,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65mvnet/v1/enhance.proto\x12\temvnet.v1\"\xac\x01\n\x0e\x45nhanceRequest\x12\x0e\n\x06\x66rames\x18\x01 \x03(\x0c\x12\x11\n\texposures\x18\x02 \x03(\x01\x12\x16\n\treference\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\r\n\x05model\x18\x04 \x01(\t\x12.\n\routput_format\x18\x05 \x01(\x0e\x32\x17.emvnet.v1.OutputFormat\x12\x12\n\nrequest_id\x18\x06 \x01(\tB\x0c\n\n_reference\"\xfe\x01\n\x0f\x45nhanceResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x11\n\treference\x18\x06 \x01(\r\x12\r\n\x05\x62lind\x18\x07 \x01(\x08\x12\x19\n\x11inference_seconds\x18\x08 \x01(\x01\x12\r\n\x05model\x18\t \x01(\t\x12\x10\n\x08sequence\x18\n \x01(\x04\x12%\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x16.emvnet.v1.ErrorDetail\x12\x0e\n\x06job_id\x18\x0c \x01(\t\"?\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tgrpc_code\x18\x03 \x01(\r\"\x91\x01\n\rStreamRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.emvnet.v1.BracketHeaderH\x00\x12&\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x15.emvnet.v1.FrameChunkH\x00\x12$\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x15.emvnet.v1.BracketEndH\x00\x42\x06\n\x04part\"\xc2\x01\n\rBracketHeader\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x66rame_count\x18\x02 \x01(\r\x12\x11\n\texposures\x18\x03 \x03(\x01\x12\x16\n\treference\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\r\n\x05model\x18\x05 \x01(\t\x12.\n\routput_format\x18\x06 \x01(\x0e\x32\x17.emvnet.v1.OutputFormat\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\x0c\n\n_reference\"/\n\nFrameChunk\x12\x13\n\x0b\x66rame_index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x0c\n\nBracketEnd*\xdb\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_PNG\x10\x01\x12\x16\n\x12OUTPUT_FORMAT_JPEG\x10\x02\x12\x16\n\x12OUTPUT_FORMAT_TIFF\x10\x03\x12\x1a\n\x16OUTPUT_FORMAT_RADIANCE\x10\x04\x12\x15\n\x11OUTPUT_FORMAT_EXR\x10\x05\x12\x1a\n\x16OUTPUT_FORMAT_ULTRAHDR\x10\x06\x12\x16\n\x12OUTPUT_FORMAT_AVIF\x10\x07\x32\x97\x01\n\x08\x45nhancer\x12@\n\x07\x45nhance\x12\x19.emvnet.v1.EnhanceRequest\x1a\x1a.emvnet.v1.EnhanceResponse\x12I\n\rEnhanceStream\x12\x18.emvnet.v1.StreamRequest\x1a\x1a.emvnet.v1.EnhanceResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65mvnet/v1/enhance.proto\x12\temvnet.v1\"\xc1\x01\n\x0e\x45nhanceRequest\x12\x0e\n\x06\x66rames\x18\x01 \x03(\x0c\x12\x11\n\texposures\x18\x02 \x03(\x01\x12\x16\n\treference\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\r\n\x05model\x18\x04 \x01(\t\x12.\n\routput_format\x18\x05 \x01(\x0e\x32\x17.emvnet.v1.OutputFormat\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x13\n\x0bignore_exif\x18\x07 \x01(\x08\x42\x0c\n\n_reference\"\x98\x02\n\x0f\x45nhanceResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x11\n\treference\x18\x06 \x01(\r\x12\r\n\x05\x62lind\x18\x07 \x01(\x08\x12\x19\n\x11inference_seconds\x18\x08 \x01(\x01\x12\r\n\x05model\x18\t \x01(\t\x12\x10\n\x08sequence\x18\n \x01(\x04\x12%\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x16.emvnet.v1.ErrorDetail\x12\x0e\n\x06job_id\x18\x0c \x01(\t\x12\x18\n\x10\x62lind_confidence\x18\r \x01(\t\"?\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tgrpc_code\x18\x03 \x01(\r\"\x91\x01\n\rStreamRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.emvnet.v1.BracketHeaderH\x00\x12&\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x15.emvnet.v1.FrameChunkH\x00\x12$\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x15.emvnet.v1.BracketEndH\x00\x42\x06\n\x04part\"\xd7\x01\n\rBracketHeader\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x66rame_count\x18\x02 \x01(\r\x12\x11\n\texposures\x18\x03 \x03(\x01\x12\x16\n\treference\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\r\n\x05model\x18\x05 \x01(\t\x12.\n\routput_format\x18\x06 \x01(\x0e\x32\x17.emvnet.v1.OutputFormat\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x13\n\x0bignore_exif\x18\x08 \x01(\x08\x42\x0c\n\n_reference\"/\n\nFrameChunk\x12\x13\n\x0b\x66rame_index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x0c\n\nBracketEnd*\xdb\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_PNG\x10\x01\x12\x16\n\x12OUTPUT_FORMAT_JPEG\x10\x02\x12\x16\n\x12OUTPUT_FORMAT_TIFF\x10\x03\x12\x1a\n\x16OUTPUT_FORMAT_RADIANCE\x10\x04\x12\x15\n\x11OUTPUT_FORMAT_EXR\x10\x05\x12\x1a\n\x16OUTPUT_FORMAT_ULTRAHDR\x10\x06\x12\x16\n\x12OUTPUT_FORMAT_AVIF\x10\x07\x32\x97\x01\n\x08\x45nhancer\x12@\n\x07\x45nhance\x12\x19.emvnet.v1.EnhanceRequest\x1a\x1a.emvnet.v1.EnhanceResponse\x12I\n\rEnhanceStream\x12\x18.emvnet.v1.StreamRequest\x1a\x1a.emvnet.v1.EnhanceResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'emvnet.v1.enhance_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTPUTFORMAT']._serialized_start=944
-  _globals['_OUTPUTFORMAT']._serialized_end=1163
+  _globals['_OUTPUTFORMAT']._serialized_start=1012
+  _globals['_OUTPUTFORMAT']._serialized_end=1231
   _globals['_ENHANCEREQUEST']._serialized_start=39
-  _globals['_ENHANCEREQUEST']._serialized_end=211
-  _globals['_ENHANCERESPONSE']._serialized_start=214
-  _globals['_ENHANCERESPONSE']._serialized_end=468
-  _globals['_ERRORDETAIL']._serialized_start=470
-  _globals['_ERRORDETAIL']._serialized_end=533
-  _globals['_STREAMREQUEST']._serialized_start=536
-  _globals['_STREAMREQUEST']._serialized_end=681
-  _globals['_BRACKETHEADER']._serialized_start=684
-  _globals['_BRACKETHEADER']._serialized_end=878
-  _globals['_FRAMECHUNK']._serialized_start=880
-  _globals['_FRAMECHUNK']._serialized_end=927
-  _globals['_BRACKETEND']._serialized_start=929
-  _globals['_BRACKETEND']._serialized_end=941
-  _globals['_ENHANCER']._serialized_start=1166
-  _globals['_ENHANCER']._serialized_end=1317
+  _globals['_ENHANCEREQUEST']._serialized_end=232
+  _globals['_ENHANCERESPONSE']._serialized_start=235
+  _globals['_ENHANCERESPONSE']._serialized_end=515
+  _globals['_ERRORDETAIL']._serialized_start=517
+  _globals['_ERRORDETAIL']._serialized_end=580
+  _globals['_STREAMREQUEST']._serialized_start=583
+  _globals['_STREAMREQUEST']._serialized_end=728
+  _globals['_BRACKETHEADER']._serialized_start=731
+  _globals['_BRACKETHEADER']._serialized_end=946
+  _globals['_FRAMECHUNK']._serialized_start=948
+  _globals['_FRAMECHUNK']._serialized_end=995
+  _globals['_BRACKETEND']._serialized_start=997
+  _globals['_BRACKETEND']._serialized_end=1009
+  _globals['_ENHANCER']._serialized_start=1234
+  _globals['_ENHANCER']._serialized_end=1385
 # @@protoc_insertion_point(module_scope)

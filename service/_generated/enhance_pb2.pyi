@@ -75,6 +75,7 @@ class EnhanceRequest(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    IGNORE_EXIF_FIELD_NUMBER: _builtins.int
     reference: _builtins.int
     """0-based frame index; absent = automatic"""
     model: _builtins.str
@@ -82,6 +83,8 @@ class EnhanceRequest(_message.Message):
     output_format: Global___OutputFormat.ValueType
     request_id: _builtins.str
     """optional; echoed back"""
+    ignore_exif: _builtins.bool
+    """do not read the frames' EXIF times: blind unless exposures are given"""
     @_builtins.property
     def frames(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """encoded frames (JPEG, PNG, TIFF, DNG/raw, EXR, Radiance, HEIC, AVIF), in order"""
@@ -99,10 +102,11 @@ class EnhanceRequest(_message.Message):
         model: _builtins.str = ...,
         output_format: Global___OutputFormat.ValueType = ...,
         request_id: _builtins.str = ...,
+        ignore_exif: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_reference", b"_reference", "reference", b"reference"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reference", b"_reference", "exposures", b"exposures", "frames", b"frames", "model", b"model", "output_format", b"output_format", "reference", b"reference", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reference", b"_reference", "exposures", b"exposures", "frames", b"frames", "ignore_exif", b"ignore_exif", "model", b"model", "output_format", b"output_format", "reference", b"reference", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__reference: _TypeAlias = _typing.Literal["reference"]  # noqa: Y015
     _WhichOneofArgType__reference: _TypeAlias = _typing.Literal["_reference", b"_reference"]  # noqa: Y015
@@ -126,6 +130,7 @@ class EnhanceResponse(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
+    BLIND_CONFIDENCE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     image: _builtins.bytes
     content_type: _builtins.str
@@ -141,6 +146,10 @@ class EnhanceResponse(_message.Message):
     """position of the bracket in the stream (EnhanceStream)"""
     job_id: _builtins.str
     """the job id (REST: X-Job-ID), for logs and support"""
+    blind_confidence: _builtins.str
+    """Blind merges: "high" when the estimated exposure ratios are well supported, "low" when they
+    may be a stop or more off (give the times); empty with known times.
+    """
     @_builtins.property
     def error(self) -> Global___ErrorDetail:
         """EnhanceStream only: set instead of `image` when this bracket failed (bad frames, deadline...);
@@ -163,10 +172,11 @@ class EnhanceResponse(_message.Message):
         sequence: _builtins.int = ...,
         error: Global___ErrorDetail | None = ...,
         job_id: _builtins.str = ...,
+        blind_confidence: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blind", b"blind", "content_type", b"content_type", "error", b"error", "height", b"height", "image", b"image", "inference_seconds", b"inference_seconds", "job_id", b"job_id", "model", b"model", "reference", b"reference", "request_id", b"request_id", "sequence", b"sequence", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blind", b"blind", "blind_confidence", b"blind_confidence", "content_type", b"content_type", "error", b"error", "height", b"height", "image", b"image", "inference_seconds", b"inference_seconds", "job_id", b"job_id", "model", b"model", "reference", b"reference", "request_id", b"request_id", "sequence", b"sequence", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -244,12 +254,14 @@ class BracketHeader(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    IGNORE_EXIF_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     frame_count: _builtins.int
     reference: _builtins.int
     model: _builtins.str
     output_format: Global___OutputFormat.ValueType
     request_id: _builtins.str
+    ignore_exif: _builtins.bool
     @_builtins.property
     def exposures(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -262,10 +274,11 @@ class BracketHeader(_message.Message):
         model: _builtins.str = ...,
         output_format: Global___OutputFormat.ValueType = ...,
         request_id: _builtins.str = ...,
+        ignore_exif: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_reference", b"_reference", "reference", b"reference"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reference", b"_reference", "exposures", b"exposures", "frame_count", b"frame_count", "model", b"model", "output_format", b"output_format", "reference", b"reference", "request_id", b"request_id", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reference", b"_reference", "exposures", b"exposures", "frame_count", b"frame_count", "ignore_exif", b"ignore_exif", "model", b"model", "output_format", b"output_format", "reference", b"reference", "request_id", b"request_id", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__reference: _TypeAlias = _typing.Literal["reference"]  # noqa: Y015
     _WhichOneofArgType__reference: _TypeAlias = _typing.Literal["_reference", b"_reference"]  # noqa: Y015

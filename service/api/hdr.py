@@ -46,6 +46,7 @@ def image_response(outcome: Outcome, job_id: str) -> Response:
         "X-Model": outcome.model,
         "X-Reference-Frame": str(outcome.reference),
         "X-Blind": "true" if outcome.blind else "false",
+        **({"X-Blind-Confidence": outcome.blind_confidence} if outcome.blind_confidence else {}),
         "X-Inference-Seconds": f"{outcome.inference_seconds:.4f}",
         "X-Image-Width": str(outcome.width),
         "X-Image-Height": str(outcome.height),
@@ -70,6 +71,9 @@ async def enhance(
     ] = None,
     reference: Annotated[str | None, Form(description="0-based frame index or auto")] = None,
     model: Annotated[str | None, Form(description="model name; default from the server")] = None,
+    ignore_exif: Annotated[
+        bool, Form(description="do not read the frames' EXIF times: merge blind unless exposures are given")
+    ] = False,
     mode: Annotated[Literal["sync", "async"], Query(description="async: 202 and a job to poll")] = "sync",
     output: Annotated[str | None, Query(alias="format", description=FORMAT_HELP)] = None,
     timeout: Annotated[float | None, Query(gt=0, description="seconds a synchronous call may wait")] = None,
@@ -85,6 +89,7 @@ async def enhance(
         model=model,
         output_format=output_format,
         request_id=request_id,
+        ignore_exif=ignore_exif,
         keep_linear=mode == "async",
     )
     wait_s = min(timeout or settings.sync_timeout_s, settings.sync_timeout_s)

@@ -62,6 +62,14 @@ def test_unary_enhance(stub: pb_grpc.EnhancerStub) -> None:
     assert r.image.startswith(b"\x76\x2f\x31\x01") and not r.blind and len(r.job_id) == 32
 
 
+def test_ignore_exif_merges_blind_and_says_how_sure(stub: pb_grpc.EnhancerStub) -> None:
+    """As over REST: blind without the EXIF times, with a confidence; none with the times."""
+    r = stub.Enhance(pb.EnhanceRequest(frames=frobisher(), ignore_exif=True), metadata=AUTH, timeout=60)
+    assert r.blind and r.blind_confidence in {"high", "low"}
+    r = stub.Enhance(pb.EnhanceRequest(frames=frobisher()), metadata=AUTH, timeout=60)
+    assert not r.blind and r.blind_confidence == ""
+
+
 def test_heic_bracket_to_hdr_formats(stub: pb_grpc.EnhancerStub) -> None:
     """A test-made HEIC bracket (EXIF times) merges, not blind, into Ultra HDR; JPEGs into HDR AVIF."""
     req = pb.EnhanceRequest(frames=frobisher_heic(), output_format=pb.OUTPUT_FORMAT_ULTRAHDR)

@@ -65,6 +65,18 @@ def test_sync_merge_returns_a_png_of_the_bracket(client: httpx.Client) -> None:
     assert client.get(f"/v1/jobs/{r.headers['x-job-id']}").status_code == 404  # delivered, not kept
 
 
+def test_ignore_exif_merges_blind_and_says_how_sure(client: httpx.Client) -> None:
+    """`ignore_exif` withholds the frames' EXIF times: the merge is blind and its headers say how
+    far its estimated ratios can be trusted; with the times, no confidence header."""
+    r = post(client, frobisher(), data={"ignore_exif": "true"})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-blind"] == "true" and r.headers["x-blind-confidence"] in {"high", "low"}
+    known = post(client, frobisher())
+    assert known.headers["x-blind"] == "false" and "x-blind-confidence" not in known.headers
+    stated = post(client, frobisher(), data={"ignore_exif": "true", "exposures": "1/8,1,8"})
+    assert stated.headers["x-blind"] == "false"
+
+
 @pytest.mark.parametrize("accept", ["image/x-exr", "image/vnd.radiance", "image/tiff", "image/jpeg"])
 def test_output_follows_accept(client: httpx.Client, accept: str) -> None:
     """Each supported media type comes back as that format."""
