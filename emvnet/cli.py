@@ -24,7 +24,8 @@ from emvnet.evaluation import evaluate
 from emvnet.frame import Frame
 from emvnet.infer import Enhancer
 from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, output_format_for, read_image, write_image
-from emvnet.merge.bracket import DEFAULT_CRF_GAMMA, Bracket, Reference
+from emvnet.io.tonemap import ENCODING_GAMMA
+from emvnet.merge.bracket import Bracket, Reference
 from emvnet.net import checkpoint
 from emvnet.training import command as train_command
 from emvnet.training.data import devset
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=(
             "inverse camera response of 8/16-bit frames as a plain power law with this gamma (default: "
-            f"{DEFAULT_CRF_GAMMA}, or the curve shape and gamma that best explain the bracket's exposure "
+            f"{ENCODING_GAMMA}, or the curve shape and gamma that best explain the bracket's exposure "
             "steps)"
         ),
     )

@@ -13,6 +13,10 @@ import functools
 import numpy as np
 
 MU = 5000.0
+# The power law that display-encoded frames are assumed to follow (the paper's default inverse camera
+# response and the networks' training convention): linear = code ** ENCODING_GAMMA. Every module
+# that moves between code values and linear values without a fitted response uses it.
+ENCODING_GAMMA = 2.2
 
 # Rec. 709 / sRGB luminance weights for linear RGB.
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)

@@ -28,7 +28,6 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -332,7 +331,7 @@ class NetworkMerger:
             if self.config.task == "rgb":
                 results[id(br)] = merge_weighted(br, prealign=self.prealign == "auto")
             else:
-                sub = subset_bracket(br, network_subset(br))
+                sub = br.subset(network_subset(br))
                 results[id(br)] = np.ascontiguousarray(
                     self.run(*self._inputs([sub]))[0].permute(1, 2, 0).numpy()
                 )
@@ -365,21 +364,6 @@ def network_subset(bracket: Bracket) -> list[int]:
     if len(chosen) == 1:  # every other frame has the reference's exposure
         chosen.add(next(i for i in range(bracket.n) if i != ref))
     return sorted(chosen)
-
-
-def subset_bracket(bracket: Bracket, indices: Sequence[int]) -> Bracket:
-    """The bracket of `indices`' frames, with its exposures, reference and response."""
-    if bracket.exposures is None:
-        # Blind: the ratios estimated on the whole bracket stand in for the times.
-        times: tuple[float, ...] | None = tuple(float(bracket.ratios[i]) for i in indices)
-    else:
-        times = tuple(bracket.exposures[i] for i in indices)
-    return replace(
-        bracket,
-        frames=tuple(bracket.frames[i] for i in indices),
-        exposures=times,
-        reference=list(indices).index(bracket.reference),
-    )
 
 
 def _summary(config: ModelConfig) -> str:
