@@ -23,7 +23,7 @@ from emvnet.errors import EmvnetError
 from emvnet.evaluation import evaluate
 from emvnet.frame import Frame
 from emvnet.infer import Enhancer
-from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, output_format_for, read_image, write_image
+from emvnet.io import DEFAULT_MAX_PIXELS, output_format_for, read_image, write_image
 from emvnet.io.tonemap import ENCODING_GAMMA
 from emvnet.merge.bracket import Bracket, Reference
 from emvnet.net import checkpoint
@@ -233,7 +233,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     enhancer = Enhancer.from_pretrained(
         args.model, device=args.device, max_pixels=max_pixels, crf_gamma=args.gamma
     )
-    raw_mode: RawMode = "packed" if enhancer.spec.input_layout == "rggb" else "rgb"
+    raw_mode = enhancer.spec.raw_mode
     t1 = time.perf_counter()
     frames: list[Frame] = []
     for path in tqdm(args.frames, desc="reading", unit="frame", disable=None, leave=False):

@@ -124,7 +124,7 @@ def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, b
     captions: dict[str, str] = {}
     for method in methods:
         bar.set_postfix_str(f"{scene.name}: {method.label}")
-        raw_mode: RawMode = "packed" if method.enhancer.spec.input_layout == "rggb" else "rgb"
+        raw_mode = method.enhancer.spec.raw_mode
         if raw_mode not in frames_by_mode:
             frames_by_mode[raw_mode] = _read_frames(scene, raw_mode)
         frames = frames_by_mode[raw_mode]

@@ -42,7 +42,10 @@ def camera_wb(frame: Frame) -> np.ndarray:
 
 
 def packed_to_rgb(packed: Tensor) -> Tensor:
-    """(B, 4, H, W) packed R, G1, G2, B -> (B, 3, H, W) camera RGB at the packed resolution."""
+    """(B, 4, H, W) packed R, G1, G2, B -> (B, 3, H, W) camera RGB at the packed resolution: the
+    simplest demosaic (R, mean G, B), interpolating nothing; ValueError for another shape."""
+    if packed.ndim != 4 or packed.shape[1] != 4:
+        raise ValueError(f"expected packed RGGB (B, 4, H, W), got {tuple(packed.shape)}")
     return torch.stack([packed[:, 0], 0.5 * (packed[:, 1] + packed[:, 2]), packed[:, 3]], 1)
 
 

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from emvnet.errors import BracketError, DeviceError
+from emvnet.device import torch_device
+from emvnet.errors import BracketError
 from emvnet.merge import align
 from emvnet.merge.bracket import Bracket
 from emvnet.merge.classical import merge_weighted
@@ -65,19 +66,6 @@ def cuda_pass(
     return side, max(pixels, side * side)
 
 
-def resolve_device(device: str) -> torch.device:
-    """A torch device, or DeviceError when it is not available here."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise DeviceError(f"unknown device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise DeviceError(f"device {device!r} is not supported; use cpu or cuda")
-    return dev
-
-
 def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `precision` on `device`; None = float32."""
     if precision == "fp32":
@@ -91,6 +79,11 @@ def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype
     # Without native bf16 (AVX512-BF16 or AMX) the CPU emulates it and gains little over float32.
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return torch.bfloat16 if native else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[object]:
+    """Autocast to `dtype` on `device` (`resolve_precision`'s answer); None = float32, no autocast."""
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
@@ -151,7 +144,7 @@ class NetworkMerger:
         compile: bool = False,
         max_pass_pixels: int | None = None,
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self.config: ModelConfig = model.config
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.tile = tile or self.config.tile
@@ -188,17 +181,11 @@ class NetworkMerger:
     @classmethod
     def installed(cls, name: str, device: str = "cpu") -> NetworkMerger:
         """The shipped weights of a variant; UnknownModelError when they are not installed."""
-        dev = resolve_device(device)
-        return cls(checkpoint.load_installed(name, dev), device)
+        return cls(checkpoint.load_installed(name, torch_device(device)), device)
 
     @property
     def input_layout(self) -> str:
         return "rgb" if self.config.task == "rgb" else "rggb"
-
-    def _autocast(self) -> AbstractContextManager[object]:
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _inputs(self, brackets: Sequence[Bracket]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         lins, sats, ratios = [], [], []
@@ -295,7 +282,7 @@ class NetworkMerger:
         outs = []
         for i in range(0, lin.shape[0], chunk):
             part = slice(i, i + chunk)
-            with self._autocast():
+            with autocast(self.device, self.autocast_dtype):
                 y = self._forward(
                     lin[part].to(dev),
                     sat[part].to(dev),
