@@ -53,6 +53,11 @@ Prealign = Literal["auto", "off"]
 CUDA_MAX_PASS_PIXELS = 16 << 20  # batch x tile area of one pass on CUDA, at most
 CUDA_MAX_TILE = 4096  # a 12 MP frame in one pass
 CUDA_MEMORY_SHARE = 0.5  # of the GPU's free memory, for one pass (the rest: other models, fragmentation)
+# The most frames the shipped networks see in training (configs/*.toml, data.frame_counts).
+NETWORK_FRAMES = 4
+# Widest exposure ratio between the reference and another frame of the network's subset: the
+# simulator's largest neighbour step.
+SUBSET_MAX_RATIO = 16.0
 
 
 def cuda_pass(
@@ -298,7 +303,7 @@ class NetworkMerger:
 
         Brackets of more than NETWORK_FRAMES frames (tripod sequences, typically) are beyond
         what the network was trained on: RGB ones get the pre-aligned, deghosted classical merge
-        of every frame (`baselines.merge_weighted`: the network's own prior, with the noise-aware
+        of every frame (`classical.merge_weighted`: the network's own prior, with the noise-aware
         ghost test of long brackets, on the response calibrated from the bracket when the times
         are known), which beats Debevec on the dev set's 16-frame captures; raw ones the
         network's merge of the reference and the darkest and brightest frames within x16 of it
@@ -323,13 +328,6 @@ class NetworkMerger:
                     self.run(*self._inputs([sub]))[0].permute(1, 2, 0).numpy()
                 )
         return [results[id(br)] for br in brackets]
-
-
-# The most frames the shipped networks see in training (configs/*.toml, data.frame_counts).
-NETWORK_FRAMES = 4
-# Widest exposure ratio between the reference and another frame of the network's subset: the
-# simulator's largest neighbour step.
-SUBSET_MAX_RATIO = 16.0
 
 
 def network_subset(bracket: Bracket) -> list[int]:
