@@ -1,13 +1,13 @@
 """The display-referred prior of the E2E-ISP variants (packed raw in, display sRGB out).
 
 EMVNet's output is its prior times exp(residual), so the residual only has to learn what the prior
-gets wrong. For E2E-ISP the prior used to be the demosaiced linear merge in camera RGB, and the
-residual had to learn the whole ISP (white balance, tone curve, sRGB encoding: factors of 10-50
-in the shadows) on top of the merge. The prior is now a display picture already: the classical
-merge in camera RGB, white-balanced with the camera's as-shot gains (`RawInfo.camera_wb`, which
-DNGs and LibRaw raws carry), through the house display curve (`emvnet.io.tonemap.display` at unit
-exposure, the curve the training targets are finished with). What is left for the residual is the
-colour matrix, the merge's own errors and the detail.
+gets wrong. On a linear prior (the demosaiced merge in camera RGB) the residual would have to learn
+the whole ISP (white balance, tone curve, sRGB encoding: factors of 10-50 in the shadows) on top
+of the merge, so the prior is a display picture already: the classical merge in camera RGB,
+white-balanced with the camera's as-shot gains (`RawInfo.camera_wb`, which DNGs and LibRaw raws
+carry), through the house display curve (`emvnet.io.tonemap.display` at unit exposure, the curve
+the training targets are finished with). What is left for the residual is the colour matrix, the
+merge's own errors and the detail.
 
 The curve's white point is a statistic of the whole picture (the 99.5th percentile of luminance),
 so it is computed once per bracket (`display_params`, before the engine tiles the image) and

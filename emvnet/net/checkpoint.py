@@ -5,9 +5,8 @@ so a checkpoint rebuilds the exact network without code-side guessing; the safet
 only tensors (no pickle). Loading is strict: missing or unexpected tensors are an error, and values
 round-trip bit-exactly.
 
-Shipped weights live in `emvnet/weights/<variant>.safetensors` + `.json` (the training issue adds
-them); `load_installed` refuses to serve a variant without them instead of falling back to random
-weights.
+Shipped weights live in `emvnet/weights/<variant>.safetensors` + `.json`; `load_installed` refuses
+to serve a variant without them instead of falling back to random weights.
 """
 
 from __future__ import annotations

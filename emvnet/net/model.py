@@ -22,8 +22,8 @@ Structure, with the choices the paper leaves open:
   starts at zero, so an untrained network already returns that merge and every output is
   non-negative. `config.prior` names the merge: "weighted" (`emvnet.merge.fusion`: noise-weighted by
   level and exposure, deghosted against the reference; every variant) or "reference" (the
-  reference where it does not clip, the other frames where it does; checkpoints from before
-  session 4 and the E2E-ISP weights until session 7 were trained on it). The weighted prior
+  reference where it does not clip, the other frames where it does; checkpoints whose JSON names
+  no prior were trained on it, `emvnet.net.checkpoint`). The weighted prior
   averages the long frame's clean shadows into the result instead of asking the residual to
   denoise the reference.
 - Heads: RGB HDR (3 -> 3 channels), raw HDR (packed RGGB, 4 -> 4), E2E-ISP (packed RGGB in, display
