@@ -46,6 +46,7 @@ from emvnet.evaluation.report import comparison_sheet, frame_preview, markdown_t
 from emvnet.frame import Frame
 from emvnet.infer import Enhancer
 from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, read_image
+from emvnet.io.tonemap import MU
 from emvnet.training.data.kalantari import Scene, find_scenes
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def run_eval(data_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
         ],
         "options": {"blind": opts.blind, "align": opts.align, "no_gt": opts.no_gt, "device": opts.device},
         "conventions": {
-            "mu": 5000,
+            "mu": MU,
             "normalization": "both images divided by the ground truth's maximum",
             "alignment": "one least-squares scale factor per output, for every method of a scene alike",
             "pu21": "banding+glare; gt max mapped to 4000 cd/m^2; PSNR peak 256",

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from emvnet.frame import Frame
+from emvnet.io.tonemap import LUMA, WHITE_PERCENTILE
 
-LUMA = (0.2126, 0.7152, 0.0722)  # as `emvnet.io.tonemap.luminance`
-WHITE_QUANTILE = 0.995  # as `emvnet.io.tonemap.display`'s default white percentile
+WHITE_QUANTILE = WHITE_PERCENTILE / 100  # `emvnet.io.tonemap.display`'s white point
 _QUANTILE_SAMPLES = 1 << 20  # torch.quantile's input limit is 2**24; a strided sample is plenty
 
 
