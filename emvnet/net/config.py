@@ -92,6 +92,11 @@ class ModelConfig:
     overlap: int = 64  # engine tile overlap in input pixels; rounded up to `tile_unit`
 
     @property
+    def input_layout(self) -> Literal["rgb", "rggb"]:
+        """The frames it merges: RGB, or packed Bayer raw (raw HDR and E2E-ISP)."""
+        return "rgb" if self.task == "rgb" else "rggb"
+
+    @property
     def in_channels(self) -> int:
         return 3 if self.task == "rgb" else 4
 

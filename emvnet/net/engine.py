@@ -190,7 +190,7 @@ class NetworkMerger:
 
     @property
     def input_layout(self) -> str:
-        return "rgb" if self.config.task == "rgb" else "rggb"
+        return self.config.input_layout
 
     def _inputs(self, brackets: Sequence[Bracket]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         lins, sats, ratios = [], [], []
@@ -360,12 +360,11 @@ def _summary(config: ModelConfig) -> str:
 
 def _spec(name: str) -> ModelSpec:
     config = VARIANTS[name]()
-    layout: Literal["rgb", "rggb"] = "rgb" if config.task == "rgb" else "rggb"
     return ModelSpec(
         name=name,
         summary=_summary(config),
         kind="network",
-        input_layout=layout,
+        input_layout=config.input_layout,
         build=lambda device: NetworkMerger.installed(name, device),
     )
 
