@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +25,7 @@ from typing_extensions import override
 from service import metrics
 from service._generated import enhance_pb2, enhance_pb2_grpc
 from service.backends import Backend
+from service.callers import check_api_key, resolve_request_id
 from service.errors import ErrorInfo, UnauthenticatedError, describe
 from service.grpc_common import abort, metadata, output_format, response_from
 from service.grpc_stream import stream_brackets
@@ -49,16 +48,8 @@ class EnhancerServicer(enhance_pb2_grpc.EnhancerServicer):
 
     def authorize(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Metadata `x-api-key: KEY` or `authorization: Bearer KEY` when keys are configured."""
-        if not self.settings.api_keys:
-            return
         meta = metadata(context)
-        given = meta.get("x-api-key") or ""
-        auth = meta.get("authorization", "")
-        if auth[:7].lower() == "bearer ":
-            given = given or auth[7:].strip()
-        if given and any(hmac.compare_digest(given.encode(), k.encode()) for k in self.settings.api_keys):
-            return
-        raise UnauthenticatedError("a valid API key is required (metadata x-api-key or authorization)")
+        check_api_key(self.settings.api_keys, meta.get("x-api-key"), meta.get("authorization"))
 
     def wait_budget(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
         """Seconds a call may wait: the server's sync timeout, capped by the client's deadline."""
@@ -77,7 +68,7 @@ class EnhancerServicer(enhance_pb2_grpc.EnhancerServicer):
 
     @override
     async def Enhance(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        request_id = request.request_id or metadata(context).get("x-request-id") or uuid.uuid4().hex
+        request_id = resolve_request_id(request.request_id, metadata(context).get("x-request-id"))
         token = REQUEST_ID.set(request_id)
         start, code = time.perf_counter(), grpc.StatusCode.OK
         metrics.INFLIGHT_REQUESTS.labels("grpc").inc()
@@ -119,7 +110,8 @@ class EnhancerServicer(enhance_pb2_grpc.EnhancerServicer):
                 self.authorize(context)
             except UnauthenticatedError as exc:
                 code = describe(exc).grpc_code
-                await abort(context, describe(exc), "", self.settings.retry_after_s)
+                call_id = resolve_request_id(metadata(context).get("x-request-id"))
+                await abort(context, describe(exc), call_id, self.settings.retry_after_s)
             async for response in stream_brackets(self, request_iterator, context):
                 yield response
         except asyncio.CancelledError:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,8 +24,9 @@ import grpc
 
 from service import metrics
 from service._generated import enhance_pb2
+from service.callers import resolve_request_id
 from service.errors import InvalidRequestError, PayloadTooLargeError, describe
-from service.grpc_common import abort, error_detail, output_format, response_from
+from service.grpc_common import abort, error_detail, metadata, output_format, response_from
 from service.settings import Settings
 from service.validation import EnhanceParams
 from worker.jobs import JobFailure, JobOutput
@@ -77,10 +77,11 @@ def _add_chunk(bracket: _Bracket, chunk: Any, limit: int, last_index: int) -> in
     return int(index)
 
 
-async def _answer(servicer: Merging, bracket: _Bracket, budget: float) -> Any:
-    """The response for one assembled bracket: its image, or its error (never raises but cancel)."""
+async def _answer(servicer: Merging, bracket: _Bracket, budget: float, call_id: str | None) -> Any:
+    """The response for one assembled bracket: its image, or its error (never raises but cancel).
+    Its request id is the header's, else the call's `x-request-id` (`call_id`), as the unary call's."""
     header = bracket.header
-    request_id = header.request_id or uuid.uuid4().hex
+    request_id = resolve_request_id(header.request_id, call_id)
     base = {"sequence": header.sequence, "request_id": request_id}
     try:
         if bracket.too_large:
@@ -112,6 +113,7 @@ async def _read(
     requests: AsyncIterator[Any],
     context: grpc.aio.ServicerContext[Any, Any],
     pending: asyncio.Queue[asyncio.Task[Any] | BaseException | None],
+    call_id: str | None,
 ) -> None:
     """Assemble brackets from the request stream and queue each one's merge task."""
     limit = servicer.settings.max_request_bytes
@@ -135,7 +137,7 @@ async def _read(
                 if current is None:
                     raise StreamProtocolError("an end marker arrived without a bracket header")
                 budget = servicer.wait_budget(context)
-                await pending.put(asyncio.create_task(_answer(servicer, current, budget)))
+                await pending.put(asyncio.create_task(_answer(servicer, current, budget, call_id)))
                 current = None
             else:
                 raise StreamProtocolError("an empty StreamRequest: set header, chunk or end")
@@ -153,7 +155,8 @@ async def stream_brackets(
 ) -> AsyncIterator[Any]:
     """Responses in bracket order; ends the call with a status on a protocol error."""
     pending: asyncio.Queue[asyncio.Task[Any] | BaseException | None] = asyncio.Queue(MAX_PENDING)
-    reader = asyncio.create_task(_read(servicer, requests, context, pending))
+    call_id = metadata(context).get("x-request-id")
+    reader = asyncio.create_task(_read(servicer, requests, context, pending, call_id))
     tasks: list[asyncio.Task[Any]] = []
     try:
         while (item := await pending.get()) is not None:
@@ -161,7 +164,7 @@ async def stream_brackets(
                 info = describe(
                     InvalidRequestError(str(item)) if isinstance(item, StreamProtocolError) else item
                 )
-                await abort(context, info, "", servicer.settings.retry_after_s)
+                await abort(context, info, resolve_request_id(call_id), servicer.settings.retry_after_s)
             tasks.append(item)
             yield await item
             tasks.remove(item)

@@ -1,9 +1,10 @@
 """`emvnet worker --redis URL [--model NAME]`: a Celery worker that merges queued jobs.
 
-The model is loaded and warmed up before the worker consumes anything; only then does it announce
-itself as ready (a heartbeat in Redis that gateways read for `/readyz`, and that orphan recovery
-reads to find the jobs of dead workers: `worker.recovery`). Tasks run on a threads
-pool (never forked after CUDA initialised) and feed one process-wide dynamic batcher.
+The model is loaded (and warmed up, unless `warmup` is off) by `ModelRunner.load` before the worker
+consumes anything; only then does it announce itself as ready (the `emvnet_model_ready` gauge, and
+a heartbeat in Redis that gateways read for `/readyz` and that orphan recovery reads to find the
+jobs of dead workers: `worker.recovery`). Tasks run on a threads pool (never forked after CUDA
+initialised) and feed one process-wide dynamic batcher.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def start_worker(settings: WorkerSettings, name: str) -> int:
-    """Load, warm up, announce readiness, and consume until stopped."""
+    """Load (and warm up), announce readiness, and consume until stopped."""
     from prometheus_client import start_http_server
 
     from worker import metrics
@@ -71,10 +72,7 @@ def start_worker(settings: WorkerSettings, name: str) -> int:
     assert settings.redis_url is not None
     setup_logging(settings.log_level, settings.log_json)
     runner = ModelRunner.from_settings(settings)
-    if settings.warmup:
-        runner.load()
-    else:
-        runner.enhancer(settings.model)
+    runner.load(warmup=settings.warmup)
     # The worker's own batcher never refuses: Celery prefetch already bounds what reaches it.
     batcher = DynamicBatcher(
         runner.run,

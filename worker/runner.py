@@ -1,10 +1,12 @@
 """The model runner (after Triton's Python backend): `load()`, then `run(batch)` -> one outcome per job.
 
-A runner holds each model once per process. `run` decodes every job on its own (a corrupt frame
-fails only its job), merges the valid brackets of one model in one `Enhancer.merge` call (which
-batches equal shapes), and encodes each result in the format its job asked for (plus, for jobs that
-keep it, the linear result as half-float OpenEXR, from which any format can be encoded later). If a merge call
-raises, its brackets are retried one by one so that one bad bracket never fails its batch-mates.
+Both hosts of a runner, an embedded gateway and a Celery worker, load it with `load(warmup=...)`,
+the one place that marks it ready. A runner holds each model once per process. `run` decodes every
+job on its own (a corrupt frame fails only its job), merges the valid brackets of one model in one
+`Enhancer.merge` call (which batches equal shapes), and encodes each result in the format its job
+asked for (plus, for jobs that keep it, the linear result as half-float OpenEXR, from which any
+format can be encoded later). If a merge call raises, its brackets are retried one by one so that
+one bad bracket never fails its batch-mates.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from emvnet import registry
 from emvnet.errors import UnknownModelError
 from emvnet.infer import Enhancer
-from emvnet.io import encode_image
+from emvnet.io import DEFAULT_MAX_PIXELS, encode_image
 from emvnet.merge.bracket import Bracket, Reference
 from worker import metrics
 from worker.jobs import Job, JobFailure, JobOutput, Outcome
@@ -52,7 +54,7 @@ class ModelRunner:
         *,
         allowed: Sequence[str] | None = None,
         device: str = "cpu",
-        max_pixels: int = 50_000_000,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         jpeg_quality: int = 95,
         exr_precision: Literal["half", "float"] = "half",
     ) -> None:
@@ -88,10 +90,12 @@ class ModelRunner:
                 log.info("loaded model %s on %s in %.2f s", name, self.device, time.perf_counter() - t0)
             return self._models[name]
 
-    def load(self) -> None:
-        """Load the default model, then warm it up; `ready` turns true after both."""
+    def load(self, *, warmup: bool = True) -> None:
+        """Load the default model and (with `warmup`) warm it up; then `ready` turns true and the
+        `emvnet_model_ready` gauge 1. Without warmup the first request pays the lazy setup."""
         self.enhancer(self.default_model)
-        self.warmup()
+        if warmup:
+            self.warmup()
         self.ready = True
         metrics.MODEL_READY.set(1)
 

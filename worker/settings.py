@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emvnet.errors import EmvnetError
+from emvnet.io import DEFAULT_MAX_PIXELS
 
 MIB = 1024 * 1024
 
@@ -30,7 +31,8 @@ class WorkerSettings(BaseSettings):
         default=None, description="models a request may name (JSON list); none = every registered one"
     )
     device: str = "cpu"
-    max_pixels: int = Field(default=50_000_000, gt=0, description="per frame, as decoded")
+    # The library's limit (`emvnet enhance` reads frames under the same one).
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0, description="per frame, as decoded")
     # Batching: a batch starts when it is full or when its oldest job has waited `max_wait_ms`;
     # a few ms cost little latency and let concurrent requests share a forward pass.
     max_batch_size: int = Field(default=4, ge=1, le=256)

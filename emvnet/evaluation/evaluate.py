@@ -4,23 +4,30 @@
                 [--blind] [--align auto|always|never] [--no-gt] [--device cpu] [--limit N]
 
 Every method (the --model plus the --baselines) merges the same decoded frames through `Enhancer`
-with the same exposure times (2**EV from exposures.txt; withheld with --blind) and the same
-reference (the middle frame, Kalantari's convention). Outputs are brought to the ground truth's
-units (`Scene.to_gt_units`) and scored with `metrics.hdr_metrics`: PSNR-mu, SSIM-mu (mu = 5000,
-both images over the ground truth's maximum), PSNR-l, SSIM-l, PU21-PSNR, plus seconds per output
-megapixel (wall time of the `enhance` call on decoded frames, so file decoding is not counted; the
-first scene includes each model's warm-up).
+with the same exposure times (2**EV from exposures.txt, else the frames' EXIF times; both withheld
+with --blind) and the same reference (the middle frame, Kalantari's convention). Outputs are
+brought to the ground truth's units (`Scene.to_gt_units`) and scored with `metrics.hdr_metrics`:
+PSNR-mu, SSIM-mu (mu = 5000, both images over the ground truth's maximum), PSNR-l, SSIM-l,
+PU21-PSNR, plus seconds per output megapixel (wall time of the `enhance` call on decoded frames,
+so file decoding is not counted; the first scene includes each model's warm-up).
+
+Every output, with or without ground truth, is also scored for reference fidelity
+(`fidelity.reference_fidelity`: ghost %, colour % and RF-PSNR where the reference frame is well
+exposed, and the share of the frame that is, "RF mask %"); on real brackets without ground truth
+these are the only quality figures. Fidelity rewards a merge that ignores the other frames, so
+read it together with PSNR-mu where a scene has ground truth.
 
 Scale alignment treats every method alike, per scene: with `--align auto` (default) all outputs of
-a scene merged blind (--blind, or a scene without exposures.txt) are scale-aligned to the ground
-truth by one least-squares factor, and no output is aligned otherwise; `--align always` aligns
-every output (needed for display-referred methods such as `mertens`, or to factor out a global
-scale error); `--align never` aligns nothing. The factor is reported as "scale".
+a scene merged blind (--blind, or a scene with neither exposures.txt nor EXIF times on every
+frame) are scale-aligned to the ground truth by one least-squares factor, and no output is
+aligned otherwise; `--align always` aligns every output (needed for display-referred methods such
+as `mertens`, or to factor out a global scale error); `--align never` aligns nothing. The factor
+is reported as "scale".
 
 Writes REPORT/metrics.json (every scene and the means), REPORT/metrics.md (the same as tables) and
-REPORT/sheet_<scene>.png (`report.comparison_sheet`); scenes without ground truth (or all, with
---no-gt) get a sheet of frames and outputs and only the timing. The table of means goes to stdout,
-progress to stderr.
+REPORT/sheet_<scene>.png (`report.comparison_sheet`, with a row of fidelity heat maps); scenes
+without ground truth (or all, with --no-gt) get a sheet of frames, outputs and heat maps, and
+fidelity and timing only. The table of means goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import posixpath
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,8 +48,9 @@ import numpy as np
 from tqdm import tqdm
 
 from emvnet.errors import EmvnetError
+from emvnet.evaluation.fidelity import FIDELITY_NAMES, Fidelity, reference_fidelity
 from emvnet.evaluation.metrics import METRIC_NAMES, hdr_metrics, seconds_per_megapixel
-from emvnet.evaluation.report import comparison_sheet, frame_preview, markdown_table
+from emvnet.evaluation.report import as_rgb, comparison_sheet, frame_preview, markdown_table
 from emvnet.frame import Frame
 from emvnet.infer import Enhancer
 from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, read_image
@@ -59,6 +67,10 @@ COLUMNS = (
     ("psnr_l", "PSNR-l", ".2f"),
     ("ssim_l", "SSIM-l", ".4f"),
     ("pu21_psnr", "PU21-PSNR", ".2f"),
+    ("ghost_pct", "ghost %", ".2f"),
+    ("colour_pct", "colour %", ".2f"),
+    ("rf_psnr", "RF-PSNR", ".2f"),
+    ("rf_coverage_pct", "RF mask %", ".1f"),
     ("s_per_mp", "s/MP", ".3f"),
 )
 
@@ -95,8 +107,23 @@ def load_methods(names: Sequence[str], device: str) -> list[Method]:
     return methods
 
 
-def _read_frames(scene: Scene, raw_mode: RawMode) -> list[Frame]:
-    return [read_image(p, max_pixels=DEFAULT_MAX_PIXELS, raw_mode=raw_mode) for p in scene.frames]
+def _read_frames(scene: Scene, raw_mode: RawMode, blind: bool) -> list[Frame]:
+    frames = [read_image(p, max_pixels=DEFAULT_MAX_PIXELS, raw_mode=raw_mode) for p in scene.frames]
+    return without_exposure_times(frames) if blind else frames
+
+
+def without_exposure_times(frames: Sequence[Frame]) -> list[Frame]:
+    """The frames without their EXIF/DNG exposure times, which a merge reads when none are given."""
+    return [replace(f, exposure=replace(f.exposure, exposure_time=None)) for f in frames]
+
+
+def _time_source(scene: Scene, frames: Sequence[Frame], blind: bool) -> str | None:
+    """Where the merges' exposure times come from: exposures.txt, the frames' EXIF, or None (blind)."""
+    if blind:
+        return None
+    if scene.exposures is not None:
+        return "exposures.txt"
+    return "EXIF" if all(f.exposure.exposure_time is not None for f in frames) else None
 
 
 def _finite(value: float) -> float | None:
@@ -106,10 +133,13 @@ def _finite(value: float) -> float | None:
 def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, bar: tqdm) -> dict[str, Any]:
     """Merge one scene with every method; its JSON record (and its sheet, when enabled)."""
     frames_by_mode: dict[RawMode, list[Frame]] = {}
+    first_mode = methods[0].enhancer.spec.raw_mode
+    frames_by_mode[first_mode] = _read_frames(scene, first_mode, opts.blind)
     gt = None
     if scene.ground_truth is not None and not opts.no_gt:
         gt = read_image(scene.ground_truth, max_pixels=DEFAULT_MAX_PIXELS).data[..., :3]
-    blind = opts.blind or scene.exposures is None
+    times = _time_source(scene, frames_by_mode[first_mode], opts.blind)
+    blind = times is None
     aligned = opts.align == "always" or (opts.align == "auto" and blind)
     record: dict[str, Any] = {
         "name": scene.name,
@@ -118,18 +148,20 @@ def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, b
         "reference": scene.reference,
         "ground_truth": scene.ground_truth.name if gt is not None and scene.ground_truth else None,
         "blind": blind,
+        "times": times,
         "aligned": aligned and gt is not None,
         "results": {},
     }
     outputs: dict[str, np.ndarray] = {}
     captions: dict[str, str] = {}
+    fidelity: dict[str, Fidelity] = {}
     for method in methods:
         bar.set_postfix_str(f"{scene.name}: {method.label}")
         raw_mode = method.enhancer.spec.raw_mode
         if raw_mode not in frames_by_mode:
-            frames_by_mode[raw_mode] = _read_frames(scene, raw_mode)
+            frames_by_mode[raw_mode] = _read_frames(scene, raw_mode, opts.blind)
         frames = frames_by_mode[raw_mode]
-        exposures = None if blind else scene.exposures
+        exposures = None if opts.blind else scene.exposures  # None and not blind: the EXIF times
         try:
             t0 = time.perf_counter()
             hdr = method.enhancer.enhance(frames, exposures, scene.reference)
@@ -144,6 +176,10 @@ def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, b
             "seconds": seconds,
             "s_per_mp": seconds_per_megapixel(seconds, hdr.shape[0], hdr.shape[1]),
         }
+        fid = _fidelity(hdr, frames[scene.reference], method.label)
+        if fid is not None:
+            fidelity[method.label] = fid
+            result.update({k: _finite(v) for k, v in fid.scores().items()})
         if gt is not None:
             if hdr.shape != gt.shape:
                 msg = f"output {hdr.shape} and ground truth {gt.shape} differ in shape"
@@ -159,8 +195,18 @@ def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, b
         bar.update()
     if opts.sheets and outputs:
         first = next(iter(frames_by_mode.values()))
-        record["sheet"] = _write_sheet(scene, first, outputs, gt, captions, record, opts.report_dir)
+        sheet = _write_sheet(scene, first, outputs, gt, captions, fidelity, record, opts.report_dir)
+        record["sheet"] = sheet
     return record
+
+
+def _fidelity(hdr: np.ndarray, reference: Frame, label: str) -> Fidelity | None:
+    """Reference fidelity of one output; None (logged) when it is not the reference's shape."""
+    out, ref = as_rgb(hdr), as_rgb(reference.data)
+    if out.shape != ref.shape:
+        log.info("%s: output %s is not the reference's shape %s: no fidelity", label, out.shape, ref.shape)
+        return None
+    return reference_fidelity(out, ref)
 
 
 def _write_sheet(
@@ -169,6 +215,7 @@ def _write_sheet(
     outputs: dict[str, np.ndarray],
     gt: np.ndarray | None,
     captions: dict[str, str],
+    fidelity: dict[str, Fidelity],
     record: dict[str, Any],
     report_dir: Path,
 ) -> str:
@@ -177,9 +224,12 @@ def _write_sheet(
         (p.name + (f"  EV {ev:+g}" if ev is not None else ""), frame_preview(f.data, f.domain))
         for p, f, ev in zip(scene.frames, frames, evs, strict=True)
     ]
-    mode = ("blind, " if record["blind"] else "") + ("scale-aligned" if record["aligned"] else "unaligned")
+    mode = "blind, " if record["blind"] else f"times from {record['times']}, "
+    mode += "scale-aligned" if record["aligned"] else "unaligned"
     sheet = report_dir / f"sheet_{scene.name.replace('/', '__')}.png"
-    comparison_sheet(sheet, f"{scene.name}  ({mode})", previews, outputs, gt, captions)
+    title = f"{scene.name}  ({mode}; reference {scene.frames[scene.reference].name})"
+    ref_preview = previews[scene.reference][1]
+    comparison_sheet(sheet, title, previews, outputs, gt, captions, fidelity, ref_preview)
     return sheet.name
 
 
@@ -189,7 +239,7 @@ def summarize(records: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[
     for label in labels:
         rows = [r["results"][label] for r in records if label in r["results"]]
         entry: dict[str, float] = {}
-        for key in (*METRIC_NAMES, "s_per_mp"):
+        for key in (*METRIC_NAMES, *FIDELITY_NAMES, "s_per_mp"):
             values = [row[key] for row in rows if row.get(key) is not None]
             if values:
                 entry[key] = float(np.mean(values))
@@ -239,6 +289,12 @@ def run_eval(data_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
             "pu21": "banding+glare; gt max mapped to 4000 cd/m^2; PSNR peak 256",
             "ssim": "Gaussian 11x11, sigma 1.5, valid windows, channel mean",
             "s_per_mp": "wall seconds of Enhancer.enhance on decoded frames per output megapixel",
+            "fidelity": (
+                "where every channel of the reference frame is in 0.08..0.92 (eroded 3 px): output "
+                "mapped to the reference's levels by a per-channel isotonic curve; ghost % = share with "
+                "9x9 mean |mapped - reference| > 0.05, colour % = share with 9x9 mean chromaticity "
+                "off by > 0.02 (max over r, g, b), RF-PSNR over that mask"
+            ),
         },
         "scenes": records,
         "mean": summarize(records, labels),
@@ -254,23 +310,29 @@ def run_eval(data_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
 def markdown_report(doc: dict[str, Any], labels: Sequence[str]) -> str:
     parts = [f"# emvnet eval: {doc['data_dir']}", "", "## Mean over scenes", "", mean_table(doc), ""]
     for group, means in doc.get("groups", {}).items():
-        parts += [f"## Mean over {group or 'the top folder'}", "", markdown_table(means, COLUMNS), ""]
+        parts += [f"## Mean over {group or 'the top folder'}", "", _table(means), ""]
     for record in doc["scenes"]:
         rows = {
             label: {k: v for k, v in record["results"][label].items() if isinstance(v, float)}
             for label in labels
             if label in record["results"]
         }
-        notes = "blind" if record["blind"] else "known exposures"
+        notes = "blind" if record["blind"] else f"known exposures ({record['times']})"
         notes += ", scale-aligned" if record["aligned"] else ""
-        parts += [f"## {record['name']} ({notes})", "", markdown_table(rows, COLUMNS), ""]
+        parts += [f"## {record['name']} ({notes})", "", _table(rows), ""]
         errors = [f"- {label}: {r['error']}" for label, r in record["results"].items() if "error" in r]
         parts += [*errors, ""] if errors else []
     return "\n".join(parts)
 
 
 def mean_table(doc: dict[str, Any]) -> str:
-    return markdown_table(doc["mean"], COLUMNS)
+    return _table(doc["mean"])
+
+
+def _table(rows: dict[str, dict[str, Any]]) -> str:
+    """The Markdown table of `COLUMNS` that some row has (no empty PSNR columns without ground truth)."""
+    present = [c for c in COLUMNS if any(c[0] in row for row in rows.values())]
+    return markdown_table(rows, present)
 
 
 def _method_list(text: str) -> list[str]:
@@ -300,7 +362,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="least-squares scale alignment: auto = for blind merges, always, or never (default: auto)",
     )
     parser.add_argument(
-        "--no-gt", action="store_true", help="ignore ground truth: sheets of frames and outputs only"
+        "--no-gt",
+        action="store_true",
+        help="ignore ground truth: reference fidelity, timing and sheets of frames, outputs and heat maps",
     )
     parser.add_argument("--no-sheets", action="store_true", help="skip the PNG comparison sheets")
     parser.add_argument(
@@ -316,8 +380,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="measure models on scenes in the Kalantari layout",
         description=(
             "Merge every scene (LDR frames, exposures.txt with one EV per line, ground truth *.hdr/*.exr) "
-            "with the model and the baselines, score PSNR/SSIM-mu, PSNR/SSIM-l, PU21-PSNR and s/MP, and "
-            "write metrics.json, metrics.md and comparison sheets to --report."
+            "with the model and the baselines, score PSNR/SSIM-mu, PSNR/SSIM-l, PU21-PSNR (with ground "
+            "truth), reference fidelity (ghost %, colour %, RF-PSNR; always) and s/MP, and write "
+            "metrics.json, metrics.md and comparison sheets to --report."
         ),
     )
     add_arguments(parser)

@@ -7,7 +7,10 @@ channels in the metric's mu-law domain, on one fixed colour scale (0 .. `ERROR_S
 colour bar in the ground truth's column. Without ground truth the sheet has the frames and the
 methods; as the methods' absolute scales may differ (calibrated responses, blind merges), each is
 scale-aligned to the first method for display only (one least-squares factor, as the metrics align
-blind outputs) and shown with the first method's exposure. Tiles are downscaled to `TILE_WIDTH`.
+blind outputs) and shown with the first method's exposure. With reference-fidelity scores a last
+row shows, per method, where it fails (`fidelity_tile`): over the dimmed reference, red where the
+output shows other content (ghost), blue where its hue differs (colour), magenta both, and dark
+where the reference is not well exposed (not measured). Tiles are downscaled to `TILE_WIDTH`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from emvnet.evaluation.fidelity import COLOUR_THRESHOLD, GHOST_THRESHOLD, WINDOW, Fidelity
 from emvnet.evaluation.metrics import scale_factor
 from emvnet.io.tonemap import display, luminance, mu_law, srgb_encode
 
@@ -28,6 +32,9 @@ PAD = 6
 ERROR_SCALE = 0.1  # mu-law error that maps to the top of the colour bar (PSNR-mu ~ 20 dB)
 BACKGROUND = (24, 24, 24)
 TEXT = (235, 235, 235)
+GHOST_RGB = (255, 48, 32)
+COLOUR_RGB = (40, 150, 255)
+BOTH_RGB = (255, 48, 255)
 
 
 def _font(size: int = 13) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -97,6 +104,39 @@ def colour_bar(height: int, width: int = TILE_WIDTH, scale: float = ERROR_SCALE)
     return np.asarray(tile)
 
 
+def fidelity_tile(fid: Fidelity, reference_preview: np.ndarray | None) -> np.ndarray:
+    """Where an output fails reference fidelity, over the dimmed reference, as RGB uint8 (H, W)."""
+    if reference_preview is not None and reference_preview.shape[:2] == fid.mask.shape:
+        grey = reference_preview.astype(np.float32).mean(axis=-1)
+    else:
+        grey = np.full(fid.mask.shape, 128.0, np.float32)
+    base = np.where(fid.mask, 40.0 + 0.5 * grey, 0.15 * grey).astype(np.uint8)  # measured: lifted
+    tile = np.repeat(base[..., None], 3, axis=-1)
+    ghost, colour = fid.ghost_fail, fid.colour_fail
+    tile[ghost & ~colour] = GHOST_RGB
+    tile[colour & ~ghost] = COLOUR_RGB
+    tile[ghost & colour] = BOTH_RGB
+    return tile
+
+
+def fidelity_legend(height: int, width: int = TILE_WIDTH) -> np.ndarray:
+    """The key to `fidelity_tile`'s colours, as RGB uint8 (height x width)."""
+    tile = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(tile)
+    font = _font(12)
+    entries = [
+        (GHOST_RGB, f"ghost: {WINDOW}x{WINDOW} mean |mapped - ref| > {GHOST_THRESHOLD:g}"),
+        (COLOUR_RGB, f"colour: {WINDOW}x{WINDOW} chromaticity off > {COLOUR_THRESHOLD:g}"),
+        (BOTH_RGB, "both"),
+        ((40, 40, 40), "dark: reference not well exposed"),
+    ]
+    for k, (rgb, text) in enumerate(entries):
+        y = PAD + k * 20
+        draw.rectangle([PAD, y, PAD + 14, y + 14], fill=rgb)
+        draw.text((PAD + 22, y), text, fill=TEXT, font=font)
+    return np.asarray(tile)
+
+
 def _grid(rows: Sequence[Sequence[tuple[str, np.ndarray | None]]], title: str) -> Image.Image:
     """Lay out labelled tiles (None = empty cell) in rows under a title."""
     n_cols = max(len(r) for r in rows)
@@ -124,12 +164,15 @@ def comparison_sheet(
     outputs: Mapping[str, np.ndarray],
     ground_truth: np.ndarray | None = None,
     captions: Mapping[str, str] | None = None,
+    fidelity: Mapping[str, Fidelity] | None = None,
+    reference_preview: np.ndarray | None = None,
 ) -> None:
     """Write the PNG sheet of one scene.
 
     `frames`: (label, sRGB uint8 preview); `outputs`: method -> linear HDR in the ground truth's
     units (already scale-aligned where the table aligns); `captions`: method -> text after its name
-    (e.g. its PSNR-mu).
+    (e.g. its PSNR-mu); `fidelity`: method -> its reference fidelity, drawn over
+    `reference_preview` (the reference frame's sRGB uint8 preview).
     """
     captions = dict(captions or {})
     names = list(outputs)
@@ -154,6 +197,17 @@ def comparison_sheet(
         ]
         errors.append(("scale", colour_bar(gt_tile.shape[0])))
         rows.append(errors)
+    if fidelity:
+        heat: list[tuple[str, np.ndarray | None]] = [
+            (
+                f"{n}: ghost {fid.ghost_pct:.2f}% colour {fid.colour_pct:.2f}%",
+                _fit(fidelity_tile(fid, reference_preview)),
+            )
+            for n, fid in fidelity.items()
+        ]
+        legend_h = max(96, *(t.shape[0] for _, t in heat if t is not None))
+        heat.append(("reference fidelity", fidelity_legend(legend_h)))
+        rows.append(heat)
     _grid(rows, title).save(os.fspath(path), format="PNG")
 
 

@@ -535,6 +535,71 @@ def fit_gamma(
     return best if scores[best] < GAMMA_FIT_GAIN * scores[ENCODING_GAMMA] else ENCODING_GAMMA
 
 
+# The known-time response fit (`fit_response`) scores each curve of `SHAPES` x `GAMMA_GRID` by how
+# far the stated steps miss the matched levels of neighbouring frames (median, in stops), over levels
+# neither frame clips nor loses in black. Its prior: most cameras encode a plain power law or sRGB,
+# so among the curves that score within RESPONSE_TIE of the best (relatively, plus
+# RESPONSE_TIE_STOPS for a near-perfect fit), the simplest is taken (`_curve_complexity`). The
+# margins are what separates a resized or re-encoded copy of a bracket from its source
+# (`python benchmarks/response_reading.py`).
+RESPONSE_TIE = 0.15
+RESPONSE_TIE_STOPS = 0.01
+_RESPONSE_LEVELS = (UNDEREXPOSED_LEVEL, SATURATION_LEVEL)
+
+
+def _curve_complexity(shape: CurveShape, gamma: float) -> float:
+    """The prior's order: gamma 2.2, then sRGB, then other gammas, then shoulders, stronger last."""
+    rank = 0.0 if shape == 0 else 1.0 if shape == "srgb" else 2.0 + float(shape)
+    return rank + abs(gamma - ENCODING_GAMMA)
+
+
+def response_misfits(
+    frames: Sequence[Frame], times: Sequence[float], quantiles: list[list[np.ndarray]] | None = None
+) -> dict[tuple[CurveShape, float], float]:
+    """{(shape, gamma): stops}: the median |measured - stated| step over every matched level of
+    frames neighbouring in time, once the curve is undone. Histogram matching (the k-th darkest
+    sample of one frame against the k-th of the next) needs no alignment, so camera and subject
+    motion only move the ranks they cover; the median is robust to those."""
+    stats = _quantiles(frames) if quantiles is None else quantiles
+    lo, hi = _RESPONSE_LEVELS
+    pairs = []
+    for a, b in itertools.pairwise(np.argsort(np.asarray(times, dtype=np.float64))):
+        keep = [
+            (qa > lo) & (qa < hi) & (qb > lo) & (qb < hi) for qa, qb in zip(stats[a], stats[b], strict=True)
+        ]
+        pairs.append((a, b, keep, math.log(times[b] / times[a])))
+    scores: dict[tuple[CurveShape, float], float] = {}
+    for shape in SHAPES:
+        curves = stats if shape == 0 else [[unshape(x, shape) for x in channels] for channels in stats]
+        logs = [[np.log(np.maximum(x, 1e-6)) for x in channels] for channels in curves]
+        diffs = [
+            (np.concatenate([(lb - la)[k] for la, lb, k in zip(logs[a], logs[b], keep, strict=True)]), step)
+            for a, b, keep, step in pairs
+        ]
+        if any(d.size < _RATIO_MIN_SAMPLES for d, _ in diffs):
+            return {}
+        for gamma in GAMMA_GRID:
+            residual = np.concatenate([gamma * d - step for d, step in diffs])
+            scores[(shape, gamma)] = float(np.median(np.abs(residual))) / math.log(2.0)
+    return scores
+
+
+def fit_response(
+    frames: Sequence[Frame], times: Sequence[float], quantiles: list[list[np.ndarray]] | None = None
+) -> tuple[CurveShape, float]:
+    """The display curve (shape, gamma) of a short bracket with known times: the simplest curve
+    that explains the stated exposure steps about as well as the best (`response_misfits`). With
+    the times known the exponential ambiguity that defeats blind readings is gone: a wrong gamma
+    makes every step too long or too short, a wrong shape makes the bright levels' steps differ
+    from the dark ones'. Frames with too few levels to compare keep gamma 2.2."""
+    scores = response_misfits(frames, times, quantiles)
+    if not scores:
+        return 0.0, ENCODING_GAMMA
+    best = min(scores.values())
+    bound = best * (1.0 + RESPONSE_TIE) + RESPONSE_TIE_STOPS
+    return min((k for k, v in scores.items() if v <= bound), key=lambda k: _curve_complexity(*k))
+
+
 def check_exposures(exposures: Sequence[float], n_frames: int) -> tuple[float, ...]:
     """Exposure times as a tuple, or ExposureError if the count or any value is unusable."""
     values = tuple(float(t) for t in exposures)
@@ -669,8 +734,9 @@ def make_bracket(
 
     Exposure times: `exposures` (seconds) when given, else EXIF/DNG times when every frame has one,
     else none (blind). Display-encoded RGB frames are linearized with `crf_gamma` (None: gamma 2.2,
-    or with `calibrate` the curve shape `fit_curve_shape` finds, undone before the gamma, and with
-    known times the gamma `fit_gamma` finds for a 2-4 frame bracket). With `calibrate`, a bracket
+    or with `calibrate` the curve the frames show: with known times in a 2-4 frame bracket the
+    shape and gamma `fit_response` reads from the stated steps; blind, the shape `fit_curve_shape`
+    finds and the gamma `fit_gamma` reads from the grid-read steps). With `calibrate`, a bracket
     of `CALIBRATE_MIN_FRAMES` or more frames with known times gets the response calibrated from its
     own frames. A blind bracket whose measured exposure steps land on the grid (`grid_ratios`; its
     sensor noise settles steps that read as whole stops through two gammas) is calibrated the same
@@ -725,8 +791,11 @@ def make_bracket(
     steps = times
     fit = calibrate and first.domain == "display"
     quantiles = None  # the sorted samples the shape and gamma fits both read, taken once
-    if fit and crf_gamma is None and (times is None or len(frames) < CALIBRATE_MIN_FRAMES):
-        quantiles = _quantiles(frames)  # (a stated gamma is a power law; long brackets calibrate)
+    short_fit = fit and crf_gamma is None and len(frames) < CALIBRATE_MIN_FRAMES
+    if short_fit and times is not None:  # (a stated gamma is a power law; long brackets calibrate)
+        shape, gamma = fit_response(frames, times)
+    elif fit and crf_gamma is None and times is None:
+        quantiles = _quantiles(frames)
         shape = fit_curve_shape(frames, quantiles)
     if fit and times is None:
         # Blind: exposure steps measured at gamma 2.2 and found on the whole-stop grid (through the
@@ -741,7 +810,7 @@ def make_bracket(
     if fit and steps is not None:
         if len(frames) >= CALIBRATE_MIN_FRAMES:
             response, shape = calibrate_response([f.data for f in frames], steps), 0.0
-        elif crf_gamma is None:
+        elif crf_gamma is None and times is None:
             gamma = fit_gamma(frames, steps, shape, quantiles)
     return Bracket(
         frames=frames,

@@ -279,6 +279,7 @@ def fingerprint(cfg: TrainConfig) -> str:
 ADDED_FIELDS: dict[tuple[str, ...], object] = {
     ("data", "simulator", "middle_reference"): False,
     ("data", "prealign"): False,
+    ("data", "simulator", "realistic_motion"): None,
 }
 
 

@@ -1,7 +1,7 @@
 """One pure-ASGI middleware for what every REST request needs before and after its handler.
 
-- a request id (the client's `X-Request-ID` when it is sane, else a new one) in a context variable
-  for the logs, in `request.state`, and in the response headers;
+- a request id (the client's `X-Request-ID` when it is sane, else a new one: `service.callers`) in
+  a context variable for the logs, in `request.state`, and in the response headers;
 - the upload limit: a `Content-Length` past `max_request_bytes` is refused before any body is read,
   and a body that streams past it (chunked uploads) is cut off with the same 413; a client that
   pauses longer than `body_timeout_s` mid-upload is answered 408 instead of holding on forever;
@@ -14,20 +14,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
+from service.callers import resolve_request_id
 from service.errors import GatewayError, PayloadTooLargeError, RequestTimeoutError, describe
 from worker.logs import REQUEST_ID
 
 log = logging.getLogger("service.access")
 
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UNMETERED = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
@@ -50,8 +48,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
-        request_id = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        request_id = resolve_request_id(headers.get("x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
         token = REQUEST_ID.set(request_id)
         start = time.perf_counter()

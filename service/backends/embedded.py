@@ -50,17 +50,10 @@ class EmbeddedBackend:
         self._loading: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start loading and warming the model in the background; `/readyz` turns green after."""
+        """Start loading (and warming) the model in the background; `/readyz` turns green after."""
         self.batcher.start()
-        self._loading = asyncio.create_task(asyncio.to_thread(self._load))
+        self._loading = asyncio.create_task(asyncio.to_thread(self.runner.load, warmup=self.settings.warmup))
         self._loading.add_done_callback(_log_failure)
-
-    def _load(self) -> None:
-        if self.settings.warmup:
-            self.runner.load()
-        else:
-            self.runner.enhancer(self.settings.model)
-            self.runner.ready = True
 
     async def close(self) -> None:
         if self._loading is not None:

@@ -10,29 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
 
 from service.backends.contract import JobView
 from service.errors import JobNotFoundError
 from service.settings import Settings
+from worker import redis_layout as layout
 from worker.celery_app import make_celery, send_merge
-from worker.jobs import (
-    FINISHED,
-    DeadlineExceededError,
-    Job,
-    JobOutput,
-    JobSpec,
-    Outcome,
-    QueueFullError,
-    UnavailableError,
-)
-from worker.store import Keys, decode_outcome, pack_frames
+from worker.jobs import DeadlineExceededError, Job, JobOutput, Outcome, QueueFullError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +37,9 @@ class RedisBackend:
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url is not None, "Redis mode needs a URL"
         self.settings = settings
-        self.keys = Keys(settings.key_prefix)
+        self.keys = layout.Keys(settings.key_prefix)
         self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        self._cancel: AsyncScript = self.redis.register_script(layout.CANCEL)
         self.celery = make_celery(settings)
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -81,24 +73,19 @@ class RedisBackend:
                 log.warning("result subscription lost (%s); reconnecting", exc)
                 await asyncio.sleep(POLL_S)
 
+    async def _run(self, commands: list[layout.Command]) -> list[Any]:
+        """The layout's commands in one MULTI/EXEC; their replies."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return await pipe.execute()
+
     async def submit(self, job: Job) -> None:
         spec = job.spec
-        key = self.keys.job(spec.job_id)
         try:
             if await self.redis.llen(self.settings.queue_name) >= self.settings.max_queue:
                 raise QueueFullError("the queue is full; retry shortly")
-            fields: dict[FieldT, EncodableT] = {
-                "spec": json.dumps(spec.to_dict()),
-                "state": "queued",
-                "frames": pack_frames(job.frames),
-            }
-            # MULTI/EXEC: the job and its P:queued entry (which lets workers re-send a task message
-            # that the broker lost: `worker.recovery`) exist together or not at all.
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=fields)
-                pipe.expire(key, self.settings.job_ttl_s)
-                pipe.zadd(self.keys.queued, {spec.job_id: time.time()})
-                await pipe.execute()
+            await self._run(layout.put(self.keys, spec, job.frames, self.settings.job_ttl_s, time.time()))
         except RedisError as exc:
             raise UnavailableError(f"the job store is unreachable ({type(exc).__name__})") from None
         try:
@@ -111,23 +98,19 @@ class RedisBackend:
             # its TTL, and the client still gets 503, not the cleanup's own error as a 500. (Such a
             # record may then be sent by the lost-message scan and run once, unseen: harmless.)
             with contextlib.suppress(RedisError):
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.delete(key)
-                    pipe.zrem(self.keys.queued, spec.job_id)
-                    await pipe.execute()
+                await self._run(layout.discard(self.keys, spec.job_id))
             raise UnavailableError(f"the queue is unreachable ({type(exc).__name__})") from None
 
-    async def _fields(self, job_id: str, names: list[str]) -> dict[bytes, bytes]:
-        """The present fields among `names` of a job hash (the client returns bytes)."""
-        values = await self.redis.hmget(self.keys.job(job_id), names)
-        return {k.encode(): v for k, v in zip(names, values, strict=True) if isinstance(v, bytes)}
+    async def _fields(self, job_id: str, names: tuple[str, ...]) -> dict[bytes, bytes]:
+        """The present fields among `names` of a job hash."""
+        return layout.record(names, await self.redis.hmget(self.keys.job(job_id), names))
 
     async def _outcome(self, job_id: str) -> tuple[bool, Outcome | None]:
         """(exists, outcome-if-finished) from the job hash."""
-        record = await self._fields(job_id, ["state", "meta", "error", "result"])
-        if b"state" not in record:
+        record = await self._fields(job_id, layout.WAIT_FIELDS)
+        if layout.decode_state(record) is None:
             return False, None
-        return True, decode_outcome(record)
+        return True, layout.decode_outcome(record)
 
     async def wait(self, job_id: str, timeout: float) -> Outcome:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -158,37 +141,28 @@ class RedisBackend:
 
     async def _release(self, job_id: str) -> None:
         """A synchronous caller has its image: drop it, keep the small record a while (redelivery)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hdel(self.keys.job(job_id), "result", "linear")
-            pipe.expire(self.keys.job(job_id), RELEASED_TTL_S)
-            await pipe.execute()
+        await self._run(layout.release(self.keys, job_id, RELEASED_TTL_S))
 
     async def view(self, job_id: str, *, with_result: bool = False) -> JobView:
-        fields = ["state", "spec", "meta", "error"] + (["result", "linear"] if with_result else [])
+        fields = layout.STATUS_FIELDS + (layout.RESULT_FIELDS if with_result else ())
         try:
             record = await self._fields(job_id, fields)
         except RedisError as exc:
             raise UnavailableError(f"the job store is unreachable ({type(exc).__name__})") from None
-        if b"state" not in record or b"spec" not in record:
+        spec, state = layout.decode_spec(record), layout.decode_state(record)
+        if spec is None or state is None:
             raise JobNotFoundError(f"no job {job_id!r} (unknown, or its result expired)")
-        spec = JobSpec.from_dict(json.loads(record[b"spec"]))
-        state = record[b"state"].decode()
-        outcome = decode_outcome(record)
-        if with_result and isinstance(outcome, JobOutput) and b"result" not in record:
+        outcome = layout.decode_outcome(record)
+        if with_result and isinstance(outcome, JobOutput) and not layout.has_result(record):
             raise JobNotFoundError(f"the result of job {job_id} was already delivered synchronously")
         # Without `with_result` a finished output comes back with an empty image: status needs no bytes.
-        return JobView(spec, state, outcome)  # type: ignore[arg-type]
+        return JobView(spec, state, outcome)
 
     async def cancel(self, job_id: str) -> None:
-        """Mark an unfinished job cancelled so a worker skips it, and free its frames."""
-        key = self.keys.job(job_id)
-        state = await self.redis.hget(key, "state")
-        if isinstance(state, bytes) and state.decode() not in FINISHED:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, "state", "cancelled")
-                pipe.hdel(key, "frames")
-                pipe.zrem(self.keys.queued, job_id)
-                await pipe.execute()
+        """Mark an unfinished job cancelled so a worker skips it, and free its frames (atomically:
+        a job that finished meanwhile stays finished)."""
+        call = layout.cancel(self.keys, job_id)
+        await self._cancel(keys=call.keys, args=call.args)
 
     async def readiness(self) -> dict[str, bool]:
         try:

@@ -77,6 +77,33 @@ def files(frames: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("frames", (f"f{i}", data, "application/octet-stream")) for i, data in enumerate(frames)]
 
 
+def test_a_worker_loaded_without_warmup_reports_ready(stack: Stack, tmp_path: Path) -> None:
+    """A worker started with warmup off (on a queue of its own) beats and sets its model-ready gauge
+    to 1 all the same, without ever warming up."""
+    prefix, port, log = f"nw{uuid.uuid4().hex[:8]}", free_port(), tmp_path / "worker.log"
+    env = {
+        "EMVNET_REDIS_URL": stack.url,
+        "EMVNET_KEY_PREFIX": prefix,
+        "EMVNET_QUEUE_NAME": prefix,
+        "EMVNET_HEARTBEAT_S": "0.5",
+        "EMVNET_LOG_LEVEL": "INFO",
+        "EMVNET_MODEL": "weighted",
+        "EMVNET_WARMUP": "false",
+    }
+    store = JobStore.from_url(stack.url, prefix, 60)
+    with celery_worker(env, log, "--metrics-port", str(port), "--name", "cold") as proc:
+        try:
+            wait_until(lambda: store.alive({"cold"}, time.time()) == {"cold"}, 60, "worker heartbeat")
+        except TimeoutError:
+            tail = log.read_text()[-3000:]
+            raise AssertionError(f"worker not ready (exit {proc.poll()}):\n{tail}") from None
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert "emvnet_model_ready 1.0" in text.splitlines()
+    output = log.read_text()
+    assert "loaded model weighted" in output and "warmed up" not in output
+    store.client.close()
+
+
 def test_sync_rest_through_the_queue(stack: Stack) -> None:
     """A synchronous REST call is merged by the worker and answered with the image."""
     r = httpx.post(stack.gw.base_url + "/v1/hdr", files=files(frobisher()), timeout=30)

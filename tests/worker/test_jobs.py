@@ -7,9 +7,11 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from emvnet.io import DEFAULT_MAX_PIXELS
 from worker.jobs import JobFailure, JobOutput, JobSpec
+from worker.redis_layout import decode_outcome, outcome_fields, pack_frames, unpack_frames
+from worker.runner import ModelRunner
 from worker.settings import WorkerSettings
-from worker.store import decode_outcome, outcome_fields, pack_frames, unpack_frames
 
 
 def test_spec_round_trips_through_json() -> None:
@@ -68,3 +70,13 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMVNET_MODELS", '["auto", "mertens"]')
     s = WorkerSettings()
     assert s.max_batch_size == 7 and s.models == ["auto", "mertens"] and s.concurrency == 14
+
+
+def test_one_pixel_limit_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings (the gateway's extend them), the runner and the library share one default limit."""
+    monkeypatch.delenv("EMVNET_MAX_PIXELS", raising=False)
+    settings = WorkerSettings()
+    assert settings.max_pixels == DEFAULT_MAX_PIXELS
+    assert ModelRunner().max_pixels == ModelRunner.from_settings(settings).max_pixels == DEFAULT_MAX_PIXELS
+    monkeypatch.setenv("EMVNET_MAX_PIXELS", "1234")
+    assert ModelRunner.from_settings(WorkerSettings()).max_pixels == 1234

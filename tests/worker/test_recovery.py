@@ -16,8 +16,9 @@ from helpers.servers import redis_server
 from worker import metrics
 from worker.jobs import JobFailure, JobOutput, JobSpec
 from worker.recovery import HEARTBEAT_PERIODS, Recovery, ScanResult
+from worker.redis_layout import UNACKED_KEY
 from worker.settings import WorkerSettings
-from worker.store import UNACKED_KEY, JobStore
+from worker.store import JobStore
 
 SETTINGS = WorkerSettings(heartbeat_s=0.2, max_requeues=2)
 

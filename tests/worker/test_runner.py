@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 import pytest
 from helpers.brackets import frobisher, synthetic_pngs
+from prometheus_client import REGISTRY
 
 from emvnet.errors import UnknownModelError
+from worker import metrics
 from worker.jobs import Job, JobFailure, JobOutput, JobSpec
 from worker.runner import ModelRunner, check_model
 
@@ -31,12 +35,21 @@ def runner() -> ModelRunner:
     return r
 
 
-def test_load_warms_up_and_reports_ready() -> None:
-    """`ready` is false until load() has loaded and warmed the default model."""
+def model_ready_gauge() -> float | None:
+    return REGISTRY.get_sample_value("emvnet_model_ready")
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_load_reports_ready_with_or_without_warmup(warmup: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """`ready` and the model-ready gauge stay down until load() has loaded the default model (and
+    warmed it up, when asked to); either way they are up after it."""
+    metrics.MODEL_READY.set(0)
     r = ModelRunner("debevec")
-    assert not r.ready
-    r.load()
-    assert r.ready
+    assert not r.ready and model_ready_gauge() == 0
+    with caplog.at_level(logging.INFO, logger="worker.runner"):
+        r.load(warmup=warmup)
+    assert r.ready and model_ready_gauge() == 1
+    assert ("warmed up" in caplog.text) == warmup
 
 
 def test_merges_a_real_bracket_to_png(runner: ModelRunner) -> None:

@@ -13,7 +13,13 @@ drawn from the simulator's families, fixed by `seed`; the ground truth is the re
 view in Kalantari's units (1.0 = where the EV 0 frame clips). Evaluate with
 `emvnet eval DEV_DIR --baselines debevec,robertson`, which also reports the mean of each folder.
 
+The dynamic scenes move as the simulator's rigid motion does (a shaken plane, sliding shapes) by
+default, or with `--motion realistic` as its layered scenes do (`realistic`: parallax, large,
+articulated and deforming motion, subjects that appear or flicker, bright windows, blur in the
+long frame); static16 is the same tripod capture either way.
+
     emvnet devset ../shared/data/hdr/dev --out data/dev
+    emvnet devset ../shared/data/hdr/dev --out data/dev-motion --motion realistic
 """
 
 from __future__ import annotations
@@ -32,10 +38,12 @@ from emvnet.io import write_image
 from emvnet.training.data import DatasetError
 from emvnet.training.data.kalantari import EXPOSURES_FILE, GT_NAME
 from emvnet.training.data.motion import MotionConfig
+from emvnet.training.data.realistic import RealisticMotion
 from emvnet.training.data.scenes import HdrScenes
 from emvnet.training.data.simulator import Sample, SimulatorConfig, simulate
 
 HDR_SUFFIXES = (".hdr", ".exr")
+MOTIONS = ("rigid", "realistic")
 log = logging.getLogger(__name__)
 
 
@@ -57,10 +65,12 @@ SETTINGS = (
 )
 
 
-def simulator_config(setting: Setting, size: int) -> SimulatorConfig:
+def simulator_config(setting: Setting, size: int, motion: str = "rigid") -> SimulatorConfig:
     """The training simulator pinned to one setting: fixed EVs, 8-bit, middle reference, never blind."""
+    if motion not in MOTIONS:
+        raise DatasetError(f"--motion must be one of {', '.join(MOTIONS)}, got {motion!r}")
     ratio = float(2**setting.ev_step)
-    motion = MotionConfig(
+    rigid = MotionConfig(
         p_shake=1.0 if setting.dynamic else 0.0,
         p_objects=1.0 if setting.dynamic else 0.0,
         objects_range=(1, 2),
@@ -76,7 +86,11 @@ def simulator_config(setting: Setting, size: int) -> SimulatorConfig:
         middle_reference=True,
         p_blind=0.0,
         p_shuffle=0.0,
-        motion=motion,
+        motion=rigid,
+        # Handheld, with subjects, in every dynamic scene; the other ranges are the training ones.
+        realistic_motion=RealisticMotion(p_handheld=1.0, p_subjects=1.0)
+        if motion == "realistic" and setting.dynamic
+        else None,
     )
 
 
@@ -103,13 +117,14 @@ def build_devset(
     size: int = 384,
     seed: int = 2026,
     settings: Sequence[Setting] = SETTINGS,
+    motion: str = "rigid",
 ) -> list[Path]:
     """Write every setting's scenes for every source radiance map under `out`; returns the folders."""
     if not sources:
         raise DatasetError("no radiance maps (.hdr / .exr) to build the development set from")
     folders = []
     for s_index, setting in enumerate(settings):
-        config = simulator_config(setting, size)
+        config = simulator_config(setting, size, motion)
         for f_index, path in enumerate(sources):
             scenes = HdrScenes([path])
             for k in range(setting.per_image):
@@ -143,6 +158,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--per-image", type=int, default=None, help="dynamic scenes per image and EV step (default 4)"
     )
+    parser.add_argument(
+        "--motion",
+        choices=MOTIONS,
+        default="rigid",
+        help="motion of the dynamic scenes: the simulator's rigid motion (default, the original dev set) "
+        "or its realistic layered motion",
+    )
     parser.set_defaults(run=cmd_devset)
     return parser
 
@@ -156,7 +178,12 @@ def cmd_devset(args: argparse.Namespace) -> int:
             raise DatasetError(f"--per-image must be at least 1, got {args.per_image}")
         settings = [replace(s, per_image=args.per_image) if s.dynamic else s for s in SETTINGS]
     folders = build_devset(
-        find_sources(args.hdr_dir), args.out, size=args.size, seed=args.seed, settings=settings
+        find_sources(args.hdr_dir),
+        args.out,
+        size=args.size,
+        seed=args.seed,
+        settings=settings,
+        motion=args.motion,
     )
     log.info("wrote %d scenes to %s", len(folders), args.out)
     return 0

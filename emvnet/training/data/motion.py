@@ -83,7 +83,7 @@ class MovingObject:
     positions: tuple[tuple[int, int], ...]
 
 
-def _shape_alpha(rng: np.random.Generator, side: int) -> np.ndarray:
+def shape_alpha(rng: np.random.Generator, side: int) -> np.ndarray:
     """(side, side) float32 coverage of a random ellipse or polygon with anti-aliased edges."""
     canvas = np.zeros((side, side), dtype=np.uint8)
     c = side / 2
@@ -123,7 +123,7 @@ def make_objects(
         level = max(float(np.median(lin)), 1e-8)
         log_lo, log_hi = (math.log(g) for g in config.object_gain_range)
         gain = scene_level * math.exp(rng.uniform(log_lo, log_hi)) / level
-        alpha = _shape_alpha(rng, side)
+        alpha = shape_alpha(rng, side)
         base = rng.uniform(-side / 2, size - side / 2, 2)
         speed = rng.uniform(0.2, 1.0) * config.max_object_speed * size
         heading = rng.uniform(0, 2 * math.pi)

@@ -5,7 +5,10 @@ One call of `simulate` draws, from one `numpy.random.Generator`:
    neighbours (the paper's +2..+16), ascending (sometimes shuffled at the end, as callers may send
    frames in any order);
 2. the views: a camera-shake homography per frame (the median-exposure "anchor" frame keeps the
-   identity) and 1..3 moving objects (see `motion`);
+   identity) and 1..3 moving objects (see `motion`); or, with `realistic_motion`, a layered scene
+   (see `realistic`): parallax between depth layers, large, articulated and deforming motion,
+   subjects that appear, vanish or flicker, a bright window behind a subject, motion blur in the
+   frames longer than the anchor;
 3. the absolute scale: the anchor frame clips a random 2..20 % of its pixels;
 4. the sensor: one response curve (RGB) or camera model (raw), one noise level and bit depth for
    the whole bracket; each frame is noised, clipped, encoded and quantized;
@@ -13,7 +16,10 @@ One call of `simulate` draws, from one `numpy.random.Generator`:
    (with the exposure times unless the sample is blind), or sometimes a random index, as users may
    name any frame;
 6. the target: the reference frame's view in its units (linear, 1.0 = where the reference
-   clips, unclipped and noise-free), with a mask of pixels the warp could render.
+   clips, unclipped and noise-free), with a mask of pixels the warp could render. With realistic
+   motion the mask also leaves out what the bracket cannot know: pixels where the reference clips
+   and no other frame shows the same content unoccluded and unchanged (it moved behind something,
+   appeared only in the reference, or changed brightness).
 
 RGB frames are `Frame(domain="display", layout="rgb")` and go through the inference path
 unchanged (`Sample.bracket()` calls `make_bracket`). Raw frames are normalized packed RGGB
@@ -41,6 +47,7 @@ from emvnet.training.data.camera import (
     sample_crf,
     sample_noise,
 )
+from emvnet.training.data.layers import LayeredScene
 from emvnet.training.data.motion import (
     MotionConfig,
     make_objects,
@@ -58,6 +65,7 @@ from emvnet.training.data.raw import (
     sensor_packed,
     unprocess,
 )
+from emvnet.training.data.realistic import RealisticMotion, sample_scene
 from emvnet.training.data.scenes import SceneSource
 
 Mode = Literal["rgb", "raw"]
@@ -85,6 +93,9 @@ class SimulatorConfig:
     crf: CrfConfig = field(default_factory=CrfConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
+    # None: the rigid motion above (shaken plane, sliding shapes); set: the layered scenes of
+    # `realistic`, and `motion` is not used.
+    realistic_motion: RealisticMotion | None = None
     raw: RawConfig = field(default_factory=RawConfig)
 
     def __post_init__(self) -> None:
@@ -107,13 +118,14 @@ class Sample:
     blind: bool
     reference: int
     hdr: np.ndarray  # target, float32: RGB (S, S, 3) or packed raw (S/2, S/2, 4); reference units
-    mask: np.ndarray  # bool, the target's (H, W): pixels the reference view could render (x2 for isp)
-    moving: np.ndarray  # bool, the target's (H, W): covered by a moving object in some frame
+    mask: np.ndarray  # bool, the target's (H, W): pixels the target is known at (see the module doc)
+    moving: np.ndarray  # bool, the target's (H, W): covered in some frame by what moves unlike the background
     crf: Crf | None  # the response actually used (RGB mode)
     noise: Noise  # in linear units of every frame (1.0 = clipping)
     clip_goal: float  # share of the anchor frame's pixels drawn to clip
     camera: CameraModel | None = None  # raw mode
     isp: np.ndarray | None = None  # raw mode: E2E-ISP target, display sRGB (S, S, 3) in [0, 1]
+    scene: LayeredScene | None = None  # realistic motion: the layers, frames in ascending exposure
 
     @property
     def exposures(self) -> tuple[float, ...] | None:
@@ -174,7 +186,14 @@ def simulate(rng: np.random.Generator, scenes: SceneSource, config: SimulatorCon
     n = int(rng.integers(config.frames_range[0], config.frames_range[1] + 1))
     rel_times = sample_times(rng, n, config)  # (n,) ascending
     anchor = (n - 1) // 2  # the median exposure: the frame `select_reference` prefers
-    views, valid, moving = _views(rng, scenes, n, anchor, config)
+    scene, rendered = None, []
+    layered = config.realistic_motion
+    if layered is None or (layered.p_use < 1.0 and rng.random() >= layered.p_use):
+        views, valid, moving = _views(rng, scenes, n, anchor, config)
+    else:
+        scene = sample_scene(rng, scenes, config.size, rel_times, anchor, layered)
+        rendered = [scene.render(k) for k in range(n)]
+        views, valid, moving = [r.lin for r in rendered], [r.valid for r in rendered], scene.moving(rendered)
 
     camera = sample_camera(rng, config.raw) if config.mode == "raw" else None
     sensor = views if camera is None else [unprocess(v, camera) for v in views]  # each (S, S, 3)
@@ -211,6 +230,7 @@ def simulate(rng: np.random.Generator, scenes: SceneSource, config: SimulatorCon
                 Frame(packed, "linear", "rggb", SOURCE_FORMAT, camera.bits, exposure=exposure, raw=info)
             )
 
+    order = list(range(n))  # order[i]: the exposure rank of frame i
     if rng.random() < config.p_shuffle:
         order = [int(k) for k in rng.permutation(n)]
         frames, sensor, valid = (
@@ -228,6 +248,9 @@ def simulate(rng: np.random.Generator, scenes: SceneSource, config: SimulatorCon
 
     target = sensor[reference] * np.float32(gain * rel_times[reference])  # (S, S, 3), reference units
     mask, isp = valid[reference], None
+    if scene is not None:
+        clipped = target.max(axis=2) >= 1.0  # (S, S): the reference clips in some channel
+        mask = mask & (~clipped | scene.seen_elsewhere(order[reference], rendered, clipped))
     if camera is not None:
         isp = finish(process(target, camera))  # (S, S, 3) display sRGB
         target = mosaic_packed(target)  # (S/2, S/2, 4)
@@ -246,4 +269,5 @@ def simulate(rng: np.random.Generator, scenes: SceneSource, config: SimulatorCon
         clip_goal=clip_goal,
         camera=camera,
         isp=isp,
+        scene=scene,
     )

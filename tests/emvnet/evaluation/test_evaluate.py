@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,9 @@ from helpers.kalantari import write_scene
 from PIL import Image
 
 from emvnet.evaluation import evaluate
+from emvnet.frame import ExposureInfo, Frame
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "brackets" / "frobisher"
 
 
 @pytest.fixture
@@ -40,7 +44,9 @@ def test_eval_writes_json_markdown_and_sheets(
     assert scored["scale"] == 1.0 and not by_name["001"]["aligned"]  # known exposures: no alignment
     # Units line up (reference units -> GT units) without any alignment: a good merge scores well.
     assert scored["psnr_mu"] > 30 and scored["ssim_mu"] > 0.9
-    assert set(by_name["real"]["results"]["debevec"]) == {"seconds", "s_per_mp"}  # no GT: timing only
+    # No ground truth: reference fidelity and timing only.
+    fidelity = {"ghost_pct", "colour_pct", "rf_psnr", "rf_coverage_pct"}
+    assert set(by_name["real"]["results"]["debevec"]) == {"seconds", "s_per_mp", *fidelity}
     mean = doc["mean"]["weighted"]
     assert mean["scenes_scored"] == 2 and mean["psnr_mu"] == pytest.approx(
         np.mean([by_name[n]["results"]["weighted"]["psnr_mu"] for n in ("001", "002")])
@@ -50,8 +56,9 @@ def test_eval_writes_json_markdown_and_sheets(
         assert sheet.width > 3 * 320
     # A ground-truth sheet has a third row (error maps) that the frames-only sheet lacks.
     assert Image.open(report / "sheet_001.png").height > Image.open(report / "sheet_real.png").height
+    assert set(scored) >= fidelity and doc["mean"]["weighted"].keys() >= fidelity
     md = (report / "metrics.md").read_text()
-    assert "| weighted |" in md and "PU21-PSNR" in md and "## 001" in md
+    assert "| weighted |" in md and "PU21-PSNR" in md and "ghost %" in md and "## 001" in md
     out = capsys.readouterr().out
     assert out.startswith("| method |") and "| robertson |" in out
 
@@ -100,6 +107,33 @@ def test_align_always_and_no_gt(dataset: Path, tmp_path: Path) -> None:
     doc = json.loads((report / "metrics.json").read_text())
     assert all("psnr_mu" not in s["results"]["weighted"] for s in doc["scenes"])
     assert len(list(report.glob("sheet_*.png"))) == 3
+    # Without ground truth the tables show reference fidelity and no empty PSNR columns.
+    assert doc["mean"]["weighted"]["ghost_pct"] < 1 and doc["mean"]["weighted"]["rf_psnr"] > 30
+    md = (report / "metrics.md").read_text()
+    assert "| ghost % | colour % | RF-PSNR |" in md and "PSNR-mu" not in md
+
+
+def test_exif_times_are_known_times_and_blind_drops_them(tmp_path: Path) -> None:
+    """A scene without exposures.txt merges on its frames' EXIF times; --blind withholds them."""
+    scene = tmp_path / "frobisher"
+    shutil.copytree(FIXTURE, scene)
+    for blind, times in ((False, "EXIF"), (True, None)):
+        report = tmp_path / f"r{blind}"
+        args = [str(scene), "--report", str(report), "--model", "weighted", "--baselines", "", "--no-sheets"]
+        assert evaluate.main(args + ["--blind"] * blind) == 0
+        (record,) = json.loads((report / "metrics.json").read_text())["scenes"]
+        assert record["times"] == times and record["blind"] is blind
+        assert record["results"]["weighted"]["rf_coverage_pct"] > 10
+
+
+def test_blind_frames_lose_their_exif_times() -> None:
+    """--blind withholds EXIF times too (a merge reads them when none are given); ISO stays."""
+    frame = Frame(
+        np.zeros((4, 4, 3), np.float32), "display", "rgb", "jpeg", 8, exposure=ExposureInfo(0.5, 100.0)
+    )
+    (blind,) = evaluate.without_exposure_times([frame])
+    assert blind.exposure.exposure_time is None and blind.exposure.iso == 100.0
+    assert frame.exposure.exposure_time == 0.5
 
 
 def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -90,9 +90,10 @@ def test_long_noisy_bracket_keeps_its_clean_frames(monkeypatch: pytest.MonkeyPat
 
 
 def test_where_the_reference_clips_every_channel_comes_from_one_instant() -> None:
-    """The reference clips in red only; the other frame saw something else there (it moved). Green
-    and blue must not stay the reference's while red comes from the other frame: that mix is the
-    colour speckle of sunlit water. All three come from the other frame, as one colour."""
+    """The reference clips in red only; the other frame saw something darker there (it moved), so
+    it contradicts the reference. Neither a mix of channels from the two frames (the colour
+    speckle of sunlit water) nor the other frame's moved object (a second copy of it) may appear:
+    the reference's own colour fills the pixel, every channel from one instant."""
     ref = np.full((1, 8, 8, 3), 0.3, np.float32)
     ref[0, 2:6, 2:6] = (1.0, 0.6, 0.6)  # clipped in red
     other = np.full((1, 8, 8, 3), 0.15, np.float32)  # half the exposure: consistent with 0.3...
@@ -101,4 +102,26 @@ def test_where_the_reference_clips_every_channel_comes_from_one_instant() -> Non
     x = torch.from_numpy(lin).permute(0, 3, 1, 2)[None]
     clipped = (x >= 0.99).float()  # per channel: the reference's red only
     out = fusion.merge(x, clipped, torch.tensor([[1.0, 0.5]]))[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(out[3:5, 3:5], np.broadcast_to([0.4, 0.1, 0.1], (2, 2, 3)), rtol=1e-3)
+    np.testing.assert_allclose(out[3:5, 3:5], np.broadcast_to([1.0, 0.6, 0.6], (2, 2, 3)), rtol=0.02)
+    np.testing.assert_allclose(out[0, 0], [0.3, 0.3, 0.3], rtol=1e-3)  # agreeing pixels average
+
+
+def test_where_the_shortest_frame_agrees_with_a_clipped_reference_it_fills_the_highlight() -> None:
+    """A highlight the reference clips and a shorter frame sees brighter than the clip level:
+    that frame is consistent, so the highlight's radiance comes from it."""
+    ref = np.full((1, 8, 8, 3), 1.0, np.float32)
+    short = np.full((1, 8, 8, 3), 0.8, np.float32)  # x4 shorter: radiance 3.2, above the clip
+    lin = np.concatenate([ref, short])
+    x = torch.from_numpy(lin).permute(0, 3, 1, 2)[None]
+    out = fusion.merge(x, (x >= 0.99).float(), torch.tensor([[1.0, 0.25]]))
+    assert torch.allclose(out, torch.tensor(3.2), rtol=1e-3)
+
+
+def test_channels_of_a_pixel_share_one_weight() -> None:
+    """A frame whose red nears clipping counts less in green and blue too: the merge keeps one
+    frame's hue per pixel instead of taking red from one frame and blue from another."""
+    ref = np.full((1, 4, 4, 3), 0.2, np.float32)
+    long = np.full((1, 4, 4, 3), 0.8, np.float32)
+    long[..., 0] = 0.97  # red near clipping in the 4x frame
+    w = fusion.merge_weights(*_tensors(np.concatenate([ref, long]), [1.0, 4.0]), deghost=False)
+    assert w.shape[2] == 1

@@ -70,11 +70,30 @@ def test_same_seed_same_bytes_other_seed_other_scenes(sources: Path, tmp_path: P
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
 
 
+def test_realistic_motion_is_its_own_reproducible_set(sources: Path, tmp_path: Path) -> None:
+    """--motion realistic: same layout and static scenes, other dynamic scenes, the same bytes twice."""
+    files = devset.find_sources(sources)
+    for name in ("rigid", "default", "real-a", "real-b"):
+        motion = {"rigid": "rigid", "default": None}.get(name, "realistic")
+        kwargs = {} if motion is None else {"motion": motion}
+        devset.build_devset(files, tmp_path / name, size=48, settings=SMALL, **kwargs)
+    assert _digest(tmp_path / "rigid") == _digest(tmp_path / "default")  # the default is the rigid set
+    assert _digest(tmp_path / "real-a") == _digest(tmp_path / "real-b")
+    assert _digest(tmp_path / "real-a" / "static16") == _digest(tmp_path / "rigid" / "static16")
+    assert _digest(tmp_path / "real-a" / "dynamic-ev2") != _digest(tmp_path / "rigid" / "dynamic-ev2")
+    scenes = {s.name for s in find_scenes(tmp_path / "real-a")}
+    assert scenes == {s.name for s in find_scenes(tmp_path / "rigid")}
+    with pytest.raises(DatasetError, match="--motion"):
+        devset.build_devset(files, tmp_path / "bad", size=48, settings=SMALL, motion="wobbly")
+
+
 def test_cli_errors(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no radiance maps"):
         devset.build_devset([], tmp_path)
     with pytest.raises(DatasetError, match="not a folder"):
         devset.find_sources(tmp_path / "missing")
-    args = argparse.Namespace(hdr_dir=tmp_path, out=tmp_path / "o", size=16, seed=0, per_image=None)
+    args = argparse.Namespace(
+        hdr_dir=tmp_path, out=tmp_path / "o", size=16, seed=0, per_image=None, motion="rigid"
+    )
     with pytest.raises(DatasetError, match="--size"):
         devset.cmd_devset(args)
