@@ -6,7 +6,7 @@ held-out radiance maps, for seeds other than the dev set's, plus brackets drawn 
 draws them ("training mix": 2-4 frames, x2..x16 steps, half of them off the whole-stop grid, 8-16
 bit), and merged by the classical weighted merge (the network's prior) three ways: with the
 times, blind, and blind without the response fit (`make_bracket(..., calibrate=False)`: gamma 2.2
-and the snapped ratio estimate, as before session 6). Every output is scale-aligned by one
+and the snapped ratio estimate alone). Every output is scale-aligned by one
 least-squares factor (`hdr_metrics(align="lsq")`), so the differences are the blind merge's own.
 Prints PSNR-mu differences (blind - known) per setting: mean and worst scene.
 

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from emvnet.frame import ExposureInfo  # noqa: E402
-from emvnet.merge.bracket import DEFAULT_CRF_GAMMA, _linear_sample, fit_curve_shape, grid_ratios  # noqa: E402
+from emvnet.io.tonemap import ENCODING_GAMMA  # noqa: E402
+from emvnet.merge.bracket import _linear_sample, fit_curve_shape, grid_ratios  # noqa: E402
 from emvnet.training.data.camera import CrfConfig  # noqa: E402
 from emvnet.training.data.devset import SETTINGS, find_sources, simulator_config  # noqa: E402
 from emvnet.training.data.scenes import HdrScenes  # noqa: E402
@@ -73,7 +74,7 @@ def main() -> int:
         sample = simulate(np.random.default_rng([9, int(gamma * 10), k]), scenes, config)
         frames = [dataclasses.replace(f, exposure=ExposureInfo()) for f in sample.frames]
         shape = fit_curve_shape(frames)
-        linear = _linear_sample(frames, DEFAULT_CRF_GAMMA, shape)
+        linear = _linear_sample(frames, ENCODING_GAMMA, shape)
         before = ""
         for label, heard in (("levels only", ()), ("with noise", frames)):
             ratios = grid_ratios(linear, sample.reference, thirds=shape == 0, frames=heard, shape=shape)

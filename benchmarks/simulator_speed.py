@@ -1,4 +1,4 @@
-"""Speed of the bracket simulator on one CPU core (issue 4): can it feed the trainer?
+"""Speed of the bracket simulator on one CPU core: can it feed the trainer?
 
 Target: >= 20 samples/s at 256x256 with 3 frames (a batch of 8 per training step at ~1 step/s,
 with headroom for a second worker's share of a 2-core machine). Reports median samples/s over

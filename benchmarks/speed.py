@@ -1,4 +1,4 @@
-"""Speed benchmark of the EMVNet variants and the OpenCV baselines (issue 3).
+"""Speed benchmark of the EMVNet variants and the OpenCV baselines.
 
 Reports, for 3-frame brackets at 1 MP (1000x1000) and 12 MP (4000x3000; raw variants get packed
 Bayer of the same sensor size): median seconds per megapixel over repeated runs, the peak resident

@@ -7,32 +7,38 @@ Progress and timing go to stderr, so stdout stays free for pipelines.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import math
 import sys
 import time
 from collections.abc import Sequence
 from fractions import Fraction
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from tqdm import tqdm
 
 from emvnet import registry
 from emvnet.errors import EmvnetError
-from emvnet.evaluation import evaluate
 from emvnet.frame import Frame
 from emvnet.infer import Enhancer
-from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, output_format_for, read_image, write_image
+from emvnet.io import DEFAULT_MAX_PIXELS, output_format_for, read_image, write_image
 from emvnet.io.rendition import check_headroom
-from emvnet.merge.bracket import DEFAULT_CRF_GAMMA, Bracket, Reference
-from emvnet.net import checkpoint
-from emvnet.training import command as train_command
-from emvnet.training.data import devset
+from emvnet.io.tonemap import ENCODING_GAMMA
+from emvnet.merge.bracket import Bracket, Reference
 
 log = logging.getLogger("emvnet")
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+# Subcommands whose modules pull in torch, the trainer or the evaluator: each module's
+# `add_parser(subparsers)` is imported only when its command is named (or all are, for a listing),
+# so `emvnet enhance` and `emvnet models` never load the trainer.
+COMMAND_MODULES = {
+    "eval": "emvnet.evaluation.evaluate",
+    "train": "emvnet.training.command",
+    "devset": "emvnet.training.data.devset",
+}
 
 
 class UsageError(Exception):
@@ -76,7 +82,12 @@ def positive_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand; with `command`, only that one's module is imported (the
+    parser then knows the built-in commands and `command`, unless it names none of them)."""
+    plugins = {entry.name: entry for entry in entry_points(group="emvnet.commands")}
+    known = {"enhance", "models", *COMMAND_MODULES, *plugins}
+    wanted = {command} if command in known else known
     parser = argparse.ArgumentParser(
         prog="emvnet",
         description="Merge multi-exposure LDR brackets into HDR images (EMVNet and classical merges).",
@@ -138,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=(
             "inverse camera response of 8/16-bit frames as a plain power law with this gamma (default: "
-            f"{DEFAULT_CRF_GAMMA}, or the curve shape and gamma that best explain the bracket's exposure "
+            f"{ENCODING_GAMMA}, or the curve shape and gamma that best explain the bracket's exposure "
             "steps)"
         ),
     )
@@ -181,14 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the available merge models")
     models.set_defaults(run=cmd_models)
-    evaluate.add_parser(sub)
-    train_command.add_parser(sub)
-    devset.add_parser(sub)
-    add_plugin_commands(sub)
+    for name, module in COMMAND_MODULES.items():
+        if name in wanted:
+            importlib.import_module(module).add_parser(sub)
+    add_plugin_commands(sub, [entry for name, entry in plugins.items() if name in wanted])
     return parser
 
 
-def add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` names: its first word that is no option (the global options take no
+    values)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def add_plugin_commands(sub: argparse._SubParsersAction, entries: Sequence[EntryPoint]) -> None:
     """Subcommands of packages built on this one (`serve`, `worker`), declared in pyproject.toml.
 
     The model library must not import the service, so the service adds its commands through the
@@ -196,7 +213,7 @@ def add_plugin_commands(sub: argparse._SubParsersAction) -> None:
     whose `run(args) -> int` is set with `set_defaults`. An entry whose extra is not installed
     (e.g. no FastAPI) is skipped rather than breaking the library's own commands.
     """
-    for entry in entry_points(group="emvnet.commands"):
+    for entry in entries:
         try:
             register = entry.load()
         except ImportError as exc:
@@ -259,7 +276,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     enhancer = Enhancer.from_pretrained(
         args.model, device=args.device, max_pixels=max_pixels, crf_gamma=args.gamma
     )
-    raw_mode: RawMode = "packed" if enhancer.spec.input_layout == "rggb" else "rgb"
+    raw_mode = enhancer.spec.raw_mode
     t1 = time.perf_counter()
     frames: list[Frame] = []
     for path in tqdm(args.frames, desc="reading", unit="frame", disable=None, leave=False):
@@ -309,6 +326,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from emvnet.net import checkpoint  # imports torch
+
     order = " > ".join(registry.AUTO_ORDER)
     print(f"{registry.AUTO:24s} {'alias':9s} {'rgb':4s}  the first that loads of: {order}")
     for spec in registry.specs():
@@ -320,7 +339,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_named_command(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)  # exits 2 with a usage line on malformed options
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="emvnet: %(message)s", stream=sys.stderr)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from emvnet import registry
-from emvnet.errors import BracketError, DeviceError
+from emvnet.device import resolve_device
+from emvnet.errors import BracketError
 from emvnet.frame import Frame
 from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, read_image
 from emvnet.merge.bracket import Bracket, Reference, make_bracket
@@ -29,28 +30,6 @@ from emvnet.merge.bracket import Bracket, Reference, make_bracket
 log = logging.getLogger(__name__)
 
 FrameInput = Frame | np.ndarray | str | os.PathLike[str] | bytes
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; a CUDA device that is absent is a DeviceError."""
-    if device == "cpu":
-        return device
-    import torch  # only GPU requests pay for importing torch here
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device {device!r} was requested but CUDA is not available here; use --device cpu"
-            )
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"device {device!r} does not exist; {torch.cuda.device_count()} CUDA device(s) here"
-            )
-        return device
-    raise DeviceError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
 
 
 def as_frame(item: FrameInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, raw_mode: RawMode = "rgb") -> Frame:
@@ -139,8 +118,7 @@ class Enhancer:
         """Decode and validate one frame set without merging it (the service validates early).
         With `ignore_exif` the frames' own exposure times are not read: without `exposures` the
         merge is blind, so a user can check a blind merge against the times they have."""
-        raw_mode: RawMode = "packed" if self.spec.input_layout == "rggb" else "rgb"
-        decoded = [as_frame(f, max_pixels=self.max_pixels, raw_mode=raw_mode) for f in frames]
+        decoded = [as_frame(f, max_pixels=self.max_pixels, raw_mode=self.spec.raw_mode) for f in frames]
         if ignore_exif:
             decoded = [f.without_exposure_time() for f in decoded]
         bracket = make_bracket(

@@ -54,6 +54,7 @@ from emvnet.evaluation.report import as_rgb, comparison_sheet, frame_preview, ma
 from emvnet.frame import Frame
 from emvnet.infer import Enhancer
 from emvnet.io import DEFAULT_MAX_PIXELS, RawMode, read_image
+from emvnet.io.tonemap import MU
 from emvnet.training.data.kalantari import Scene, find_scenes
 
 log = logging.getLogger(__name__)
@@ -125,10 +126,6 @@ def _time_source(scene: Scene, frames: Sequence[Frame], blind: bool) -> str | No
     return "EXIF" if all(f.exposure.exposure_time is not None for f in frames) else None
 
 
-def _raw_mode(method: Method) -> RawMode:
-    return "packed" if method.enhancer.spec.input_layout == "rggb" else "rgb"
-
-
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None  # JSON has no inf (PSNR of identical images)
 
@@ -136,7 +133,7 @@ def _finite(value: float) -> float | None:
 def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, bar: tqdm) -> dict[str, Any]:
     """Merge one scene with every method; its JSON record (and its sheet, when enabled)."""
     frames_by_mode: dict[RawMode, list[Frame]] = {}
-    first_mode = _raw_mode(methods[0])
+    first_mode = methods[0].enhancer.spec.raw_mode
     frames_by_mode[first_mode] = _read_frames(scene, first_mode, opts.blind)
     gt = None
     if scene.ground_truth is not None and not opts.no_gt:
@@ -160,7 +157,7 @@ def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, b
     fidelity: dict[str, Fidelity] = {}
     for method in methods:
         bar.set_postfix_str(f"{scene.name}: {method.label}")
-        raw_mode = _raw_mode(method)
+        raw_mode = method.enhancer.spec.raw_mode
         if raw_mode not in frames_by_mode:
             frames_by_mode[raw_mode] = _read_frames(scene, raw_mode, opts.blind)
         frames = frames_by_mode[raw_mode]
@@ -286,7 +283,7 @@ def run_eval(data_dir: str | Path, opts: EvalOptions) -> dict[str, Any]:
         ],
         "options": {"blind": opts.blind, "align": opts.align, "no_gt": opts.no_gt, "device": opts.device},
         "conventions": {
-            "mu": 5000,
+            "mu": MU,
             "normalization": "both images divided by the ground truth's maximum",
             "alignment": "one least-squares scale factor per output, for every method of a scene alike",
             "pu21": "banding+glare; gt max mapped to 4000 cd/m^2; PSNR peak 256",

@@ -38,6 +38,8 @@ class ExrHeader:
     width: int
     height: int
     channels: dict[str, tuple[int, int, int]]  # name -> (pixel type 0 uint/1 half/2 float, x/y sampling)
+    # CIE xy of the red, green and blue primaries and the white point; None = not stated (Rec.709).
+    chromaticities: tuple[float, ...] | None = None
 
 
 def parse_exr_header(data: bytes, name: str) -> ExrHeader:
@@ -61,7 +63,7 @@ def parse_exr_header(data: bytes, name: str) -> ExrHeader:
         pos += 4
         if size < 0 or pos + size > len(data):
             raise CorruptImageError(f"{name}: OpenEXR header is truncated (attribute {printable(attr)})")
-        if attr in ("channels", "dataWindow"):
+        if attr in ("channels", "dataWindow", "chromaticities"):
             found[attr] = data[pos : pos + size]
         pos += size
     else:
@@ -72,7 +74,9 @@ def parse_exr_header(data: bytes, name: str) -> ExrHeader:
     width, height = xmax - xmin + 1, ymax - ymin + 1
     if width <= 0 or height <= 0:
         raise CorruptImageError(f"{name}: OpenEXR data window is empty ({width}x{height})")
-    return ExrHeader(width, height, _channel_list(found["channels"], name))
+    primaries = found.get("chromaticities", b"")
+    chromaticities = struct.unpack("<8f", primaries) if len(primaries) == 32 else None
+    return ExrHeader(width, height, _channel_list(found["channels"], name), chromaticities)
 
 
 def _cstring(data: bytes, pos: int, name: str) -> tuple[str, int]:

@@ -14,9 +14,16 @@ import functools
 import numpy as np
 
 MU = 5000.0
+# The power law that display-encoded frames are assumed to follow (the paper's default inverse camera
+# response and the networks' training convention): linear = code ** ENCODING_GAMMA. Every module
+# that moves between code values and linear values without a fitted response uses it.
+ENCODING_GAMMA = 2.2
 
 # Rec. 709 / sRGB luminance weights for linear RGB.
-_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+LUMA = (0.2126, 0.7152, 0.0722)
+_LUMA = np.array(LUMA, dtype=np.float32)
+# `display`'s white point: this percentile of the exposed luminance maps to 1.0.
+WHITE_PERCENTILE = 99.5
 
 
 def mu_law(hdr: np.ndarray, mu: float = MU) -> np.ndarray:
@@ -102,7 +109,7 @@ def auto_exposure(lum: np.ndarray, key: float = 0.18) -> float:
 def display(
     hdr: np.ndarray,
     key: float = 0.18,
-    white_percentile: float = 99.5,
+    white_percentile: float = WHITE_PERCENTILE,
     exposure: float | None = None,
 ) -> np.ndarray:
     """Linear HDR (H, W, 3) -> sRGB uint8 (H, W, 3) for viewing.

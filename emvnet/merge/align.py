@@ -22,6 +22,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from emvnet.io.tonemap import ENCODING_GAMMA
+
 log = logging.getLogger(__name__)
 
 Method = Literal["orb", "ecc"]
@@ -54,7 +56,7 @@ def _gray8(lin: np.ndarray, ratio: float, ceiling: float, scale: float) -> np.nd
     clips in the other, then stretched back to [0, 1].
     """
     y = lin.mean(axis=2) / ratio
-    img = np.power(np.clip(y / ceiling, 0.0, 1.0), 1 / 2.2)
+    img = np.power(np.clip(y / ceiling, 0.0, 1.0), 1 / ENCODING_GAMMA)
     img8 = np.round(img * 255).astype(np.uint8)
     if scale != 1.0:
         img8 = cv2.resize(img8, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)

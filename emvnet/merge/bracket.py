@@ -14,7 +14,7 @@ import itertools
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
@@ -23,13 +23,12 @@ import numpy as np
 
 from emvnet.errors import BracketError, ExposureError
 from emvnet.frame import Frame
-from emvnet.io.tonemap import srgb_decode
+from emvnet.io.tonemap import ENCODING_GAMMA, srgb_decode
 from emvnet.merge.response import CALIBRATE_MIN_FRAMES, apply_response, calibrate_response
 
 log = logging.getLogger(__name__)
 
 MIN_FRAMES = 2
-DEFAULT_CRF_GAMMA = 2.2  # inverse camera response for display-encoded frames (the paper's default)
 # A code value at or above this fraction of full scale counts as clipped (JPEG ringing near white
 # rarely reaches 1.0 exactly, so a strict 1.0 would miss most saturated pixels).
 SATURATION_LEVEL = 0.95
@@ -67,11 +66,11 @@ def unshape(display: np.ndarray, shape: CurveShape) -> np.ndarray:
     with gamma 2.2."""
     y = np.clip(display, 0.0, 1.0)
     if shape == "srgb":
-        return np.power(srgb_decode(y), 1 / DEFAULT_CRF_GAMMA)
+        return np.power(srgb_decode(y), 1 / ENCODING_GAMMA)
     return y if shape == 0 else y / (1 + shape - shape * y)
 
 
-def linearize(frame: Frame, crf_gamma: float = DEFAULT_CRF_GAMMA, shape: CurveShape = 0.0) -> np.ndarray:
+def linearize(frame: Frame, crf_gamma: float = ENCODING_GAMMA, shape: CurveShape = 0.0) -> np.ndarray:
     """Frame data in the linear domain (H, W, C), 1.0 = clipping; display frames get x ** gamma,
     after their curve's `shape` is undone (`unshape`)."""
     if frame.domain == "linear":
@@ -105,7 +104,7 @@ def select_reference(frames: Sequence[Frame], exposures: Sequence[float] | None 
         display = (
             frame.data
             if frame.domain == "display"
-            else np.power(np.clip(frame.data, 0.0, 1.0), 1.0 / DEFAULT_CRF_GAMMA)
+            else np.power(np.clip(frame.data, 0.0, 1.0), 1.0 / ENCODING_GAMMA)
         )
         scores.append(well_exposed_fraction(display))
     best = max(scores)
@@ -199,7 +198,7 @@ def snap_stops(stops: np.ndarray) -> np.ndarray:
 
 
 def estimate_ratios(
-    linear: np.ndarray, reference: int, crf_gamma: float = DEFAULT_CRF_GAMMA, *, snap: bool = True
+    linear: np.ndarray, reference: int, crf_gamma: float = ENCODING_GAMMA, *, snap: bool = True
 ) -> np.ndarray:
     """Blind exposure ratios t_i / t_ref from the frames themselves (`_estimate_stops`)."""
     stops, _ = _estimate_stops(linear, crf_gamma, snap=snap)
@@ -264,7 +263,7 @@ GridReading = Literal["noise", "whole stops", "thirds"]
 def grid_ratios(
     linear: np.ndarray,
     reference: int,
-    crf_gamma: float = DEFAULT_CRF_GAMMA,
+    crf_gamma: float = ENCODING_GAMMA,
     *,
     thirds: bool = True,
     frames: Sequence[Frame] = (),
@@ -277,7 +276,7 @@ def grid_ratios(
 def read_grid(
     linear: np.ndarray,
     reference: int,
-    crf_gamma: float = DEFAULT_CRF_GAMMA,
+    crf_gamma: float = ENCODING_GAMMA,
     *,
     thirds: bool = True,
     frames: Sequence[Frame] = (),
@@ -550,7 +549,7 @@ def fit_gamma(
     """
     scores = gamma_mismatches(frames, times, GAMMA_GRID, shape, quantiles)
     best = min(scores, key=lambda g: scores[g])
-    return best if scores[best] < GAMMA_FIT_GAIN * scores[DEFAULT_CRF_GAMMA] else DEFAULT_CRF_GAMMA
+    return best if scores[best] < GAMMA_FIT_GAIN * scores[ENCODING_GAMMA] else ENCODING_GAMMA
 
 
 # The known-time response fit (`fit_response`) scores each curve of `SHAPES` x `GAMMA_GRID` by how
@@ -568,7 +567,7 @@ _RESPONSE_LEVELS = (UNDEREXPOSED_LEVEL, SATURATION_LEVEL)
 def _curve_complexity(shape: CurveShape, gamma: float) -> float:
     """The prior's order: gamma 2.2, then sRGB, then other gammas, then shoulders, stronger last."""
     rank = 0.0 if shape == 0 else 1.0 if shape == "srgb" else 2.0 + float(shape)
-    return rank + abs(gamma - DEFAULT_CRF_GAMMA)
+    return rank + abs(gamma - ENCODING_GAMMA)
 
 
 def response_misfits(
@@ -612,7 +611,7 @@ def fit_response(
     from the dark ones'. Frames with too few levels to compare keep gamma 2.2."""
     scores = response_misfits(frames, times, quantiles)
     if not scores:
-        return 0.0, DEFAULT_CRF_GAMMA
+        return 0.0, ENCODING_GAMMA
     best = min(scores.values())
     bound = best * (1.0 + RESPONSE_TIE) + RESPONSE_TIE_STOPS
     return min((k for k, v in scores.items() if v <= bound), key=lambda k: _curve_complexity(*k))
@@ -691,7 +690,7 @@ class Bracket:
     frames: tuple[Frame, ...]
     exposures: tuple[float, ...] | None  # seconds, one per frame; None = blind merge
     reference: int
-    crf_gamma: float = DEFAULT_CRF_GAMMA
+    crf_gamma: float = ENCODING_GAMMA
     exposure_source: Literal["given", "exif", "none"] = field(default="none")
     # (256, C) inverse response calibrated from a long bracket (`emvnet.merge.response`); None = gamma.
     response: np.ndarray | None = None
@@ -741,6 +740,26 @@ class Bracket:
         """(n, H, W, C) bool: samples at or above `level` of full scale in the input frames."""
         return np.stack([f.data >= level for f in self.frames])
 
+    def subset(self, indices: Sequence[int]) -> Bracket:
+        """The bracket of the frames at `indices` (ascending, with the reference), every other field
+        kept: a blind bracket stays blind and keeps the ratios measured on all its frames rather
+        than re-measuring them on fewer."""
+        picked = list(indices)
+        assert picked == sorted(set(picked)) and set(picked) <= set(range(self.n)), f"bad indices {picked}"
+        assert self.reference in picked and len(picked) >= MIN_FRAMES, f"{picked}: no reference or too few"
+        times, estimated = self.exposures, self.estimated_ratios
+        if times is None:
+            estimated = tuple(float(self.ratios[i]) for i in picked)
+        else:
+            times = tuple(times[i] for i in picked)
+        return replace(
+            self,
+            frames=tuple(self.frames[i] for i in picked),
+            exposures=times,
+            reference=picked.index(self.reference),
+            estimated_ratios=estimated,
+        )
+
 
 def make_bracket(
     frames: Sequence[Frame],
@@ -783,7 +802,7 @@ def make_bracket(
             )
     if crf_gamma is not None and not (math.isfinite(crf_gamma) and 0.1 <= crf_gamma <= 10):
         raise ExposureError(f"camera response gamma {crf_gamma!r} is outside [0.1, 10]")
-    gamma = DEFAULT_CRF_GAMMA if crf_gamma is None else crf_gamma
+    gamma = ENCODING_GAMMA if crf_gamma is None else crf_gamma
 
     source: Literal["given", "exif", "none"] = "none"
     times: tuple[float, ...] | None = None

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ENCODING_GAMMA = 2.2  # the comparison domain of the ghost test
+from emvnet.io.tonemap import ENCODING_GAMMA  # the comparison domain of the ghost test
+
 # Gamma-encoded difference at which a frame is trusted only exp(-1) as much as a consistent one:
 # above JPEG and sensor noise of well-exposed samples, below any real object's edge.
 GHOST_TOLERANCE = 0.08

@@ -1,13 +1,13 @@
 """The display-referred prior of the E2E-ISP variants (packed raw in, display sRGB out).
 
 EMVNet's output is its prior times exp(residual), so the residual only has to learn what the prior
-gets wrong. For E2E-ISP the prior used to be the demosaiced linear merge in camera RGB, and the
-residual had to learn the whole ISP (white balance, tone curve, sRGB encoding: factors of 10-50
-in the shadows) on top of the merge. The prior is now a display picture already: the classical
-merge in camera RGB, white-balanced with the camera's as-shot gains (`RawInfo.camera_wb`, which
-DNGs and LibRaw raws carry), through the house display curve (`emvnet.io.tonemap.display` at unit
-exposure, the curve the training targets are finished with). What is left for the residual is the
-colour matrix, the merge's own errors and the detail.
+gets wrong. On a linear prior (the demosaiced merge in camera RGB) the residual would have to learn
+the whole ISP (white balance, tone curve, sRGB encoding: factors of 10-50 in the shadows) on top
+of the merge, so the prior is a display picture already: the classical merge in camera RGB,
+white-balanced with the camera's as-shot gains (`RawInfo.camera_wb`, which DNGs and LibRaw raws
+carry), through the house display curve (`emvnet.io.tonemap.display` at unit exposure, the curve
+the training targets are finished with). What is left for the residual is the colour matrix, the
+merge's own errors and the detail.
 
 The curve's white point is a statistic of the whole picture (the 99.5th percentile of luminance),
 so it is computed once per bracket (`display_params`, before the engine tiles the image) and
@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from emvnet.frame import Frame
+from emvnet.io.tonemap import LUMA, WHITE_PERCENTILE
 
-LUMA = (0.2126, 0.7152, 0.0722)  # as `emvnet.io.tonemap.luminance`
-WHITE_QUANTILE = 0.995  # as `emvnet.io.tonemap.display`'s default white percentile
+WHITE_QUANTILE = WHITE_PERCENTILE / 100  # `emvnet.io.tonemap.display`'s white point
 _QUANTILE_SAMPLES = 1 << 20  # torch.quantile's input limit is 2**24; a strided sample is plenty
 
 
@@ -42,7 +42,10 @@ def camera_wb(frame: Frame) -> np.ndarray:
 
 
 def packed_to_rgb(packed: Tensor) -> Tensor:
-    """(B, 4, H, W) packed R, G1, G2, B -> (B, 3, H, W) camera RGB at the packed resolution."""
+    """(B, 4, H, W) packed R, G1, G2, B -> (B, 3, H, W) camera RGB at the packed resolution: the
+    simplest demosaic (R, mean G, B), interpolating nothing; ValueError for another shape."""
+    if packed.ndim != 4 or packed.shape[1] != 4:
+        raise ValueError(f"expected packed RGGB (B, 4, H, W), got {tuple(packed.shape)}")
     return torch.stack([packed[:, 0], 0.5 * (packed[:, 1] + packed[:, 2]), packed[:, 3]], 1)
 
 

@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from emvnet.io.raw import RawMode
 from emvnet.merge.bracket import Bracket
 
 
@@ -34,3 +35,8 @@ class ModelSpec:
     kind: Literal["classical", "network"]
     input_layout: Literal["rgb", "rggb"]  # what frames it merges: RGB, or packed Bayer raw
     build: Callable[[str], Merger]  # device string ("cpu", "cuda", "cuda:1") -> a loaded merger
+
+    @property
+    def raw_mode(self) -> RawMode:
+        """How camera raw files are decoded for this model: packed Bayer for rggb, else demosaiced."""
+        return "packed" if self.input_layout == "rggb" else "rgb"

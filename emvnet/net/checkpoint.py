@@ -5,9 +5,8 @@ so a checkpoint rebuilds the exact network without code-side guessing; the safet
 only tensors (no pickle). Loading is strict: missing or unexpected tensors are an error, and values
 round-trip bit-exactly.
 
-Shipped weights live in `emvnet/weights/<variant>.safetensors` + `.json` (the training issue adds
-them); `load_installed` refuses to serve a variant without them instead of falling back to random
-weights.
+Shipped weights live in `emvnet/weights/<variant>.safetensors` + `.json`; `load_installed` refuses
+to serve a variant without them instead of falling back to random weights.
 """
 
 from __future__ import annotations
@@ -64,12 +63,28 @@ def load(stem: str | Path, device: str | torch.device = "cpu") -> EMVNet:
     doc = json.loads(meta.read_text())
     if doc.get("format") != FORMAT:
         raise ValueError(f"{meta}: format {doc.get('format')!r} is not {FORMAT!r}")
-    config = config_from_dict(doc["config"])
+    config = config_from_dict(_read_as_written(doc["config"]))
     if doc.get("variant") != config.name:
         raise ValueError(f"{meta}: variant {doc.get('variant')!r} does not match its config {config.name!r}")
     model = EMVNet(config)
     model.load_state_dict(load_file(str(weights)), strict=True)
     return model.to(device).eval()
+
+
+# Fields whose reading in checkpoint JSON differs from today's config: JSON that names no `prior`
+# describes a network trained on the reference-first merge (the field came after it), and the
+# volume's `saturation` is a level no code reads (the saturation masks come from `Bracket.saturated`).
+LEGACY_PRIOR = "reference"
+_UNREAD_VOLUME_FIELDS = ("saturation",)
+
+
+def _read_as_written(data: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config dict as today's `config_from_dict` must read it to rebuild the
+    network that was trained."""
+    data = {"prior": LEGACY_PRIOR, **data}
+    if isinstance(data.get("volume"), dict):
+        data["volume"] = {k: v for k, v in data["volume"].items() if k not in _UNREAD_VOLUME_FIELDS}
+    return data
 
 
 def installed(name: str, directory: Path | None = None) -> bool:

@@ -51,7 +51,6 @@ class VolumeConfig:
     use_mask: bool = True  # Table 3: off -> the gain multiplies saturated pixels too
     dense_motion: bool = False  # Table 3 row 6: every input pixel inside the window
     pool_exposures: bool = False  # fold N_E into channels before the hourglasses (fast variants)
-    saturation: float = 0.95**2.2  # linear level counted as clipped (Bracket's 0.95 code value)
 
     @property
     def motion_offsets(self) -> tuple[float, ...]:
@@ -84,13 +83,18 @@ class ModelConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     volume: VolumeConfig = field(default_factory=VolumeConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
-    # "weighted": `emvnet.merge.fusion`'s deghosted, noise-weighted merge of the flow-aligned frames;
-    # "reference": the reference wherever it does not clip (MODEL_CARD.md). The variants name it
-    # (`VARIANT_PRIOR`); the default is for checkpoint JSON written before the field existed (session 4),
-    # whose weights were all trained on the reference-first merge.
-    prior: Prior = "reference"
+    # "weighted": `emvnet.merge.fusion`'s deghosted, noise-weighted merge of the flow-aligned frames,
+    # what every variant and shipped weight is trained on; "reference": the reference wherever it
+    # does not clip (MODEL_CARD.md), which checkpoints that name no prior were trained on
+    # (`emvnet.net.checkpoint` reads them so).
+    prior: Prior = "weighted"
     tile: int = 512  # engine tile side in input pixels; bounds memory
     overlap: int = 64  # engine tile overlap in input pixels; rounded up to `tile_unit`
+
+    @property
+    def input_layout(self) -> Literal["rgb", "rggb"]:
+        """The frames it merges: RGB, or packed Bayer raw (raw HDR and E2E-ISP)."""
+        return "rgb" if self.task == "rgb" else "rggb"
 
     @property
     def in_channels(self) -> int:
@@ -134,14 +138,6 @@ class ModelConfig:
 # ---- the variants: one small factory each -------------------------------------------------------
 
 
-# Every variant is trained on the weighted merge (`emvnet.merge.fusion`): RGB since session 4, raw HDR
-# since session 5 (with the reference floor, fusion.REFERENCE_FLOOR, the untrained weighted prior
-# scored 32.20 dB on raw validation, 30.75 without it, against 32.37 for reference-first, and
-# `weighted` had overtaken the reference-first network on raw brackets), E2E-ISP since session 7.
-# Checkpoints name their prior in their JSON, so older ones keep the merge they were trained on.
-VARIANT_PRIOR: Prior = "weighted"
-
-
 def _paper(name: str, task: Task, n_rrdb: int, hourglass: int) -> ModelConfig:
     # Sec. 4.3: 12 RRDB x 32 filters, N_E = 6, motions over 36 px every 3 px (N_M = 12 x 12 = 144),
     # 3 hourglasses of 32 filters. The volume sits at 1/4 of the input on 8 compressed channels:
@@ -149,7 +145,6 @@ def _paper(name: str, task: Task, n_rrdb: int, hourglass: int) -> ModelConfig:
     return ModelConfig(
         name=name,
         task=task,
-        prior=VARIANT_PRIOR,
         features=FeatureConfig(n_rrdb=n_rrdb, filters=32, growth=16),
         volume=VolumeConfig(down=4),
         aggregation=AggregationConfig(filters=hourglass, decoder_filters=32),
@@ -166,7 +161,6 @@ def _fast(name: str, task: Task, hourglass: int) -> ModelConfig:
     return ModelConfig(
         name=name,
         task=task,
-        prior=VARIANT_PRIOR,
         features=FeatureConfig(n_rrdb=6, filters=16, growth=8, depthwise=True, unshuffle=2, stride=2),
         volume=VolumeConfig(down=2, motion_window=40, motion_step=8, pool_exposures=True),
         aggregation=AggregationConfig(filters=hourglass, decoder_filters=16),

@@ -28,14 +28,14 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from emvnet.errors import BracketError, DeviceError
+from emvnet.device import torch_device
+from emvnet.errors import BracketError
 from emvnet.merge import align
 from emvnet.merge.bracket import Bracket
 from emvnet.merge.classical import merge_weighted
@@ -53,6 +53,11 @@ Prealign = Literal["auto", "off"]
 CUDA_MAX_PASS_PIXELS = 16 << 20  # batch x tile area of one pass on CUDA, at most
 CUDA_MAX_TILE = 4096  # a 12 MP frame in one pass
 CUDA_MEMORY_SHARE = 0.5  # of the GPU's free memory, for one pass (the rest: other models, fragmentation)
+# The most frames the shipped networks see in training (configs/*.toml, data.frame_counts).
+NETWORK_FRAMES = 4
+# Widest exposure ratio between the reference and another frame of the network's subset: the
+# simulator's largest neighbour step.
+SUBSET_MAX_RATIO = 16.0
 
 
 def cuda_pass(
@@ -64,19 +69,6 @@ def cuda_pass(
     side = min(CUDA_MAX_TILE, unit * (math.isqrt(max(pixels, 0)) // unit))
     side = max(tile, side)
     return side, max(pixels, side * side)
-
-
-def resolve_device(device: str) -> torch.device:
-    """A torch device, or DeviceError when it is not available here."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise DeviceError(f"unknown device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise DeviceError(f"device {device!r} is not supported; use cpu or cuda")
-    return dev
 
 
 def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype | None:
@@ -92,6 +84,11 @@ def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype
     # Without native bf16 (AVX512-BF16 or AMX) the CPU emulates it and gains little over float32.
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return torch.bfloat16 if native else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[object]:
+    """Autocast to `dtype` on `device` (`resolve_precision`'s answer); None = float32, no autocast."""
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
@@ -152,7 +149,7 @@ class NetworkMerger:
         compile: bool = False,
         max_pass_pixels: int | None = None,
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self.config: ModelConfig = model.config
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.tile = tile or self.config.tile
@@ -189,17 +186,11 @@ class NetworkMerger:
     @classmethod
     def installed(cls, name: str, device: str = "cpu") -> NetworkMerger:
         """The shipped weights of a variant; UnknownModelError when they are not installed."""
-        dev = resolve_device(device)
-        return cls(checkpoint.load_installed(name, dev), device)
+        return cls(checkpoint.load_installed(name, torch_device(device)), device)
 
     @property
     def input_layout(self) -> str:
-        return "rgb" if self.config.task == "rgb" else "rggb"
-
-    def _autocast(self) -> AbstractContextManager[object]:
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return self.config.input_layout
 
     def _inputs(self, brackets: Sequence[Bracket]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         lins, sats, ratios = [], [], []
@@ -296,7 +287,7 @@ class NetworkMerger:
         outs = []
         for i in range(0, lin.shape[0], chunk):
             part = slice(i, i + chunk)
-            with self._autocast():
+            with autocast(self.device, self.autocast_dtype):
                 y = self._forward(
                     lin[part].to(dev),
                     sat[part].to(dev),
@@ -312,7 +303,7 @@ class NetworkMerger:
 
         Brackets of more than NETWORK_FRAMES frames (tripod sequences, typically) are beyond
         what the network was trained on: RGB ones get the pre-aligned, deghosted classical merge
-        of every frame (`baselines.merge_weighted`: the network's own prior, with the noise-aware
+        of every frame (`classical.merge_weighted`: the network's own prior, with the noise-aware
         ghost test of long brackets, on the response calibrated from the bracket when the times
         are known), which beats Debevec on the dev set's 16-frame captures; raw ones the
         network's merge of the reference and the darkest and brightest frames within x16 of it
@@ -332,18 +323,11 @@ class NetworkMerger:
             if self.config.task == "rgb":
                 results[id(br)] = merge_weighted(br, prealign=self.prealign == "auto")
             else:
-                sub = subset_bracket(br, network_subset(br))
+                sub = br.subset(network_subset(br))
                 results[id(br)] = np.ascontiguousarray(
                     self.run(*self._inputs([sub]))[0].permute(1, 2, 0).numpy()
                 )
         return [results[id(br)] for br in brackets]
-
-
-# The most frames the shipped networks see in training (configs/*.toml, data.frame_counts).
-NETWORK_FRAMES = 4
-# Widest exposure ratio between the reference and another frame of the network's subset: the
-# simulator's largest neighbour step.
-SUBSET_MAX_RATIO = 16.0
 
 
 def network_subset(bracket: Bracket) -> list[int]:
@@ -367,21 +351,6 @@ def network_subset(bracket: Bracket) -> list[int]:
     return sorted(chosen)
 
 
-def subset_bracket(bracket: Bracket, indices: Sequence[int]) -> Bracket:
-    """The bracket of `indices`' frames, with its exposures, reference and response."""
-    if bracket.exposures is None:
-        # Blind: the ratios estimated on the whole bracket stand in for the times.
-        times: tuple[float, ...] | None = tuple(float(bracket.ratios[i]) for i in indices)
-    else:
-        times = tuple(bracket.exposures[i] for i in indices)
-    return replace(
-        bracket,
-        frames=tuple(bracket.frames[i] for i in indices),
-        exposures=times,
-        reference=list(indices).index(bracket.reference),
-    )
-
-
 def _summary(config: ModelConfig) -> str:
     task = {"rgb": "RGB HDR", "raw": "raw HDR (packed RGGB)", "isp": "E2E-ISP (raw in, RGB out)"}[config.task]
     size = "paper size (slow on CPU)" if config.name.startswith("emvnet-paper") else "fast (Sec. 5.4.3)"
@@ -391,12 +360,11 @@ def _summary(config: ModelConfig) -> str:
 
 def _spec(name: str) -> ModelSpec:
     config = VARIANTS[name]()
-    layout: Literal["rgb", "rggb"] = "rgb" if config.task == "rgb" else "rggb"
     return ModelSpec(
         name=name,
         summary=_summary(config),
         kind="network",
-        input_layout=layout,
+        input_layout=config.input_layout,
         build=lambda device: NetworkMerger.installed(name, device),
     )
 

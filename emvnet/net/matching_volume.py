@@ -33,10 +33,6 @@ from torch import Tensor, nn
 from emvnet.net.config import VolumeConfig
 from emvnet.net.layers.blocks import shift_stack
 
-# Bracket.select_reference's thresholds, in the linear domain (0.05 and 0.95 code values).
-_DARK_LIN = 0.05**2.2
-_CLIP_LIN = 0.95**2.2
-
 
 def motion_grid(config: VolumeConfig) -> torch.Tensor:
     """(N_M, 2) candidate motions (dx, dy) in input pixels, row-major over dy then dx."""
@@ -57,17 +53,6 @@ def exposure_gains(config: VolumeConfig, ratios: torch.Tensor, blind: bool) -> t
         cand = torch.tensor(config.exposures, dtype=torch.float32, device=ratios.device)
         return cand.expand(b, n - 1, -1).contiguous()  # (B, n-1, N_E)
     return (1.0 / ratios[:, 1:].float()).unsqueeze(-1)  # (B, n-1, 1)
-
-
-def saturation_mask(lin: torch.Tensor, level: float = _CLIP_LIN) -> torch.Tensor:
-    """Per-channel over-exposure mask of linear frames (..., C, H, W) -> float {0, 1}, same shape."""
-    return (lin >= level).to(lin.dtype)
-
-
-def best_exposed(lin: torch.Tensor) -> torch.Tensor:
-    """(B,) index of the frame with the most samples neither dark nor clipped; lin (B, n, C, H, W)."""
-    good = ((lin > _DARK_LIN) & (lin < _CLIP_LIN)).float()
-    return good.mean(dim=(2, 3, 4)).argmax(1)
 
 
 def reference_first(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,8 @@ Structure, with the choices the paper leaves open:
   starts at zero, so an untrained network already returns that merge and every output is
   non-negative. `config.prior` names the merge: "weighted" (`emvnet.merge.fusion`: noise-weighted by
   level and exposure, deghosted against the reference; every variant) or "reference" (the
-  reference where it does not clip, the other frames where it does; checkpoints from before
-  session 4 and the E2E-ISP weights until session 7 were trained on it). The weighted prior
+  reference where it does not clip, the other frames where it does; checkpoints whose JSON names
+  no prior were trained on it, `emvnet.net.checkpoint`). The weighted prior
   averages the long frame's clean shadows into the result instead of asking the residual to
   denoise the reference.
 - Heads: RGB HDR (3 -> 3 channels), raw HDR (packed RGGB, 4 -> 4), E2E-ISP (packed RGGB in, display
@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from emvnet.io.tonemap import ENCODING_GAMMA
 from emvnet.merge import fusion
 from emvnet.merge.isp_prior import display_curve, packed_to_rgb
 from emvnet.net.config import ModelConfig, variant
@@ -66,7 +67,6 @@ from emvnet.net.layers.hourglass import StackedHourglass
 from emvnet.net.layers.rrdb import FeatureExtractor
 from emvnet.net.matching_volume import MatchingVolume, exposure_gains, motion_grid
 
-GAMMA = 2.2
 EPS = 1e-3  # offset of the log-domain residual: lets the output reach 0 and keeps log finite
 MAX_LOG_RESIDUAL = 8.0  # e^8 ~ 3000: far beyond any real correction, guards against overflow
 
@@ -155,7 +155,7 @@ class EMVNet(nn.Module):
         sat, _ = pad_to_multiple(sat.to(lin.dtype), self.config.multiple)
         parts = [lin, sat]
         if self.config.features.gamma_input:
-            parts.insert(1, lin.clamp(0, 1).pow(1 / GAMMA))
+            parts.insert(1, lin.clamp(0, 1).pow(1 / ENCODING_GAMMA))
         x = torch.cat(parts, 2).flatten(0, 1)  # (B*n, 3C, H, W)
         feats = self.features(x)  # (B*n, C_f, h_f, w_f)
         feats = feats.view(b, n, *feats.shape[1:])  # (B, n, C_f, h_f, w_f)

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from emvnet.device import DEVICE_NAMES, is_device_name
 from emvnet.errors import EmvnetError
 from emvnet.net.config import ModelConfig, variant
 from emvnet.net.engine import Precision
@@ -209,8 +210,8 @@ def _check(cfg: TrainConfig) -> None:
         raise ConfigError("optim.lr and optim.d_lr must be > 0 and optim.betas in [0, 1)")
     if opt.grad_clip < 0 or not 0 <= opt.ema_decay < 1:
         raise ConfigError("optim.grad_clip must be >= 0 and optim.ema_decay in [0, 1)")
-    if run.device not in ("auto", "cpu", "cuda") and not run.device.startswith("cuda:"):
-        raise ConfigError(f"run.device must be auto, cpu, cuda or cuda:N, got {run.device!r}")
+    if not is_device_name(run.device):
+        raise ConfigError(f"run.device must be {DEVICE_NAMES}, got {run.device!r}")
     if cfg.distill is not None:
         d = cfg.distill
         if not (d.teacher_weights or d.teacher_config):

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from emvnet.device import torch_device
 from emvnet.net import checkpoint
 from emvnet.net.model import EMVNet
 from emvnet.training.config import (
@@ -36,7 +37,7 @@ from emvnet.training.config import (
     with_overrides,
 )
 from emvnet.training.losses.content import mu_tonemap, target_peak
-from emvnet.training.trainer import Inputs, Objective, config_path, pick_device, train
+from emvnet.training.trainer import Inputs, Objective, config_path, train
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def distillation_objective(
     stem = teacher_stem(cfg, out, resume, device, workers)
     if stem is None:
         return None
-    dev = pick_device(device or cfg.run.device)
+    dev = torch_device(device or cfg.run.device)
     teacher = checkpoint.load(stem, dev)
     if teacher.config.task != cfg.model.task:
         tasks = f"{teacher.config.task} vs {cfg.model.task}"

@@ -33,7 +33,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -45,10 +45,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from emvnet.device import torch_device
 from emvnet.evaluation.metrics import hdr_metrics, psnr
 from emvnet.merge.isp_prior import display_params
 from emvnet.net import checkpoint
-from emvnet.net.engine import resolve_device, resolve_precision
+from emvnet.net.engine import autocast, resolve_precision
 from emvnet.net.matching_volume import reference_first
 from emvnet.net.model import EMVNet
 from emvnet.training.config import ConfigError, TrainConfig, fingerprint, same_fingerprint
@@ -165,16 +166,6 @@ def prepare(batch: Item, task: str, device: torch.device) -> tuple[Inputs, Tenso
 Objective = Callable[[int, Inputs, list[Tensor], Tensor, Tensor, dict[str, Tensor]], dict[str, Tensor]]
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[object]:
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    return resolve_device(requested)
-
-
 class Stop:
     """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the end of the current step."""
 
@@ -210,7 +201,7 @@ class Result:
 class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path, objective: Objective | None = None) -> None:
         self.cfg, self.out, self.objective = cfg, out, objective
-        self.device = pick_device(cfg.run.device)
+        self.device = torch_device(cfg.run.device)
         self.dtype = resolve_precision(cfg.run.precision, self.device)
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
@@ -352,7 +343,7 @@ class Trainer:
         cfg, dev = self.cfg, self.device
         inputs, target, mask = prepare(batch, cfg.model.task, dev)
         gen = torch.Generator(device=dev).manual_seed(cfg.run.seed * 1_000_003 + self.step)
-        with _autocast(dev, self.dtype):
+        with autocast(dev, self.dtype):
             outs = inputs.through(self.model, all_outputs=True)
             outs = [y * mask for y in outs]  # pixels the simulator could not render do not count
             target = target * mask
@@ -370,7 +361,7 @@ class Trainer:
         row = {k: float(v.detach()) for k, v in terms.items()}
         row["grad_norm"] = float(grad_norm)
         if self.loss.adversarial is not None and self.opt_d is not None and not pretrain:
-            with _autocast(dev, self.dtype):
+            with autocast(dev, self.dtype):
                 d_loss = self.loss.adversarial.discriminator_loss(outs[-1], target)
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler.scale(d_loss).backward()
@@ -404,7 +395,7 @@ class Trainer:
         for item in items:
             batch = collate_brackets([item])
             inputs, target, mask = prepare(batch, self.cfg.model.task, self.device)
-            with _autocast(self.device, self.dtype):
+            with autocast(self.device, self.dtype):
                 y = inputs.through(model)[-1]
             pred = (y.float() * mask)[0].permute(1, 2, 0).cpu().numpy()  # (H, W, C)
             gt = (target * mask)[0].permute(1, 2, 0).cpu().numpy()

@@ -3,7 +3,7 @@
 Modules: `scenes` (source radiance crops), `camera` (response curves, noise, quantization),
 `motion` (camera shake, moving objects), `realistic` and `layers` (layered scenes: parallax,
 articulated and deforming subjects, blur), `simulator` (bracket synthesis), `raw` (Bayer pack/unpack,
-unprocess/process), `hdrplus` (HDR+ bursts), `kalantari` (Kalantari et al. scenes), `datasets`
+unprocess/process), `kalantari` (Kalantari et al. scenes), `datasets`
 (torch Dataset wrappers). Nothing is imported here eagerly but the error type, so importing one
 loader does not pull in torch or the others.
 """

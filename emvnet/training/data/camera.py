@@ -4,7 +4,7 @@ Units: `lin` arrays are linear sensor values with 1.0 = the clipping level of th
 `emvnet.merge.bracket.linearize` returns at inference); `ldr` arrays are display-encoded code values in
 [0, 1] (what a camera writes to JPEG/PNG/TIFF). Noise parameters are in the same linear units.
 
-The network assumes a gamma-2.2 response at inference (`emvnet.merge.bracket.DEFAULT_CRF_GAMMA`), so the
+The network assumes a gamma-2.2 response at inference (`emvnet.io.tonemap.ENCODING_GAMMA`), so the
 simulator draws gamma 2.2 often and a family of other plausible responses otherwise: a bare power
 law (gamma 1.8..2.6), the sRGB curve, and power laws with a film-like toe and shoulder. Training on
 mismatched responses teaches the merge to tolerate real cameras' curves.
@@ -19,8 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from emvnet.io.tonemap import srgb_decode, srgb_encode
-from emvnet.merge.bracket import DEFAULT_CRF_GAMMA
+from emvnet.io.tonemap import ENCODING_GAMMA, srgb_decode, srgb_encode
 
 CrfKind = Literal["gamma", "srgb", "filmic"]
 
@@ -39,7 +38,7 @@ class Crf:
     """
 
     kind: CrfKind = "gamma"
-    gamma: float = DEFAULT_CRF_GAMMA
+    gamma: float = ENCODING_GAMMA
     toe: float = 0.0
     shoulder: float = 0.0
 
@@ -87,7 +86,7 @@ def _inverse_table(crf: Crf) -> tuple[np.ndarray, np.ndarray]:
     return crf.encode(lin.astype(np.float32)).astype(np.float64), lin
 
 
-GAMMA_22 = Crf("gamma", DEFAULT_CRF_GAMMA)
+GAMMA_22 = Crf("gamma", ENCODING_GAMMA)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""torch Datasets over the simulator and the HDR+ bursts, and a collate for mixed frame counts.
+"""The torch Dataset over the simulator, and the collate that stacks its items into batches.
 
 Items are dicts of tensors, channels first. Frames go through the inference path
 (`emvnet.merge.bracket.make_bracket`), so `lin` and `ratios` are exactly what the merge would see:
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,15 +32,6 @@ from emvnet.frame import Frame
 from emvnet.merge import align
 from emvnet.merge.bracket import make_bracket
 from emvnet.merge.isp_prior import camera_wb
-from emvnet.training.data.camera import Noise
-from emvnet.training.data.hdrplus import (
-    BurstFiles,
-    burst_reference,
-    find_bursts,
-    isp_aligned,
-    load_burst,
-    make_pair,
-)
 from emvnet.training.data.scenes import SceneSource
 from emvnet.training.data.simulator import Sample, SimulatorConfig, simulate
 
@@ -144,84 +134,12 @@ class SyntheticBrackets(Dataset[Item]):
         raise RuntimeError(f"item {index}: {MAX_ATTEMPTS} simulated brackets in a row were refused")
 
 
-class HdrPlusPairs(Dataset[Item]):
-    """Short/long raw pairs from HDR+ bursts (see `hdrplus.make_pair`), randomly cropped.
-
-    `crop` is in sensor pixels (even); packed frames and the raw target are crop/2 on a side, the
-    ISP target crop. Bursts without `merged.dng` are skipped; without an aligned `final.jpg` the
-    item has no "isp" (set `require_isp` to skip those bursts instead, as for E2E-ISP training;
-    checked from the file headers).
-    """
-
-    def __init__(
-        self,
-        root: str | Path | Sequence[BurstFiles],
-        crop: int = 512,
-        seed: int = 0,
-        ratio_range: tuple[float, float] = (2.0, 16.0),
-        noise: Noise | None = None,
-        require_isp: bool = False,
-    ):
-        assert crop % 2 == 0 and crop >= 16, "crop must be even and at least 16"
-        bursts = find_bursts(root) if isinstance(root, str | Path) else list(root)
-        self.bursts = [b for b in bursts if b.merged is not None and len(b.frames) >= 2]
-        self.require_isp = require_isp
-        if require_isp:
-            self.bursts = [b for b in self.bursts if isp_aligned(b)]
-        self.crop, self.seed, self.ratio_range, self.noise = crop, seed, ratio_range, noise
-
-    def __len__(self) -> int:
-        return len(self.bursts)
-
-    def __getitem__(self, index: int) -> Item:
-        rng = np.random.default_rng([self.seed, index])
-        files = self.bursts[index]
-        others = [i for i in range(len(files.frames)) if i != burst_reference(files)]
-        burst = load_burst(files, [others[int(rng.integers(len(others)))]])  # decode 2 frames, not all
-        pair = make_pair(burst, rng, self.ratio_range, self.noise)
-        if self.require_isp and pair.isp is None:
-            raise ValueError(f"burst {self.bursts[index].name}: final.jpg is not aligned with the raw frames")
-        h2, w2 = pair.hdr.shape[:2]
-        c2 = min(self.crop // 2, h2, w2)
-        y, x = int(rng.integers(0, h2 - c2 + 1)), int(rng.integers(0, w2 - c2 + 1))
-        frames = [
-            Frame(
-                np.ascontiguousarray(f.data[y : y + c2, x : x + c2]),
-                f.domain,
-                f.layout,
-                f.source_format,
-                f.bit_depth,
-                f.floating,
-                f.exposure,
-                f.raw,
-            )
-            for f in pair.frames
-        ]
-        hdr = pair.hdr[y : y + c2, x : x + c2]
-        isp = None if pair.isp is None else pair.isp[2 * y : 2 * (y + c2), 2 * x : 2 * (x + c2)]
-        mask = np.ones((c2, c2), dtype=bool)
-        return bracket_item(frames, pair.exposure_times, pair.exposure_times, pair.reference, hdr, mask, isp)
-
-
 def collate_brackets(items: Sequence[Item]) -> Item:
-    """Stack items with different frame counts: frames padded with zeros to the largest n.
-
-    Adds "frame_valid" (B, N) bool; padded ratios are 1 so that logs and divisions stay finite.
-    Keys present in only some items (e.g. "isp") are dropped.
-    """
-    n_max = max(int(it["ldr"].shape[0]) for it in items)
-    out: Item = {}
+    """Stack items of one frame count into a batch; keys present in only some items (e.g. "isp")
+    are dropped. The network has no mask for padded frames, so a batch mixing frame counts is a
+    ValueError: the trainer's `StepBatches` draws one count per batch."""
+    counts = sorted({int(it["ldr"].shape[0]) for it in items})
+    if len(counts) != 1:
+        raise ValueError(f"a batch holds brackets of one frame count, got counts {counts}")
     keys = set(items[0]).intersection(*items[1:])
-    for key in sorted(keys):
-        values = [it[key] for it in items]
-        if key in ("ldr", "lin", "sat", "ratios", "true_ratios"):
-            fill = 1.0 if "ratios" in key else 0.0
-            padded = []
-            for v in values:
-                pad = torch.full((n_max - v.shape[0], *v.shape[1:]), fill, dtype=v.dtype)
-                padded.append(torch.cat([v, pad], 0))
-            values = padded
-        out[key] = torch.stack(values)
-    counts = torch.tensor([int(it["ldr"].shape[0]) for it in items])
-    out["frame_valid"] = torch.arange(n_max)[None, :] < counts[:, None]  # (B, N)
-    return out
+    return {key: torch.stack([it[key] for it in items]) for key in sorted(keys)}

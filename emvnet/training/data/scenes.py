@@ -26,22 +26,14 @@ import cv2
 import numpy as np
 
 from emvnet.io import read_image
+from emvnet.io.exr import parse_exr_header
+from emvnet.io.primaries import to_rec709_matrix
 from emvnet.io.tonemap import luminance, srgb_decode
 
 log = logging.getLogger(__name__)
 
 HDR_SUFFIXES = (".hdr", ".exr")
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
-# ACES AP0 -> linear Rec.709 (D60 -> D65 Bradford adapted); openexr-images' Carrots is stored in AP0.
-_AP0_TO_REC709 = np.array(
-    [
-        [2.52169, -1.13413, -0.38756],
-        [-0.27648, 1.37272, -0.09624],
-        [-0.01538, -0.15298, 1.16835],
-    ],
-    dtype=np.float32,
-)
-_AP0_FILES = ("Carrots",)  # file stems that contain these use AP0 primaries
 
 
 class SceneSource(Protocol):
@@ -70,8 +62,12 @@ def read_rgb(path: str) -> np.ndarray:
     """A file as float32 (H, W, 3), non-negative and finite, in Rec.709 primaries."""
     frame = read_image(path, max_pixels=64_000_000)
     data = np.ascontiguousarray(frame.data[..., :3], dtype=np.float32)
-    if any(stem in Path(path).stem for stem in _AP0_FILES):
-        data = np.clip(data @ _AP0_TO_REC709.T, 0.0, None).astype(np.float32)
+    # OpenEXR files state their primaries in the header (openexr-images' Carrots is ACES AP0).
+    exr = frame.source_format == "exr"
+    primaries = parse_exr_header(Path(path).read_bytes(), path).chromaticities if exr else None
+    matrix = None if primaries is None else to_rec709_matrix(primaries)
+    if matrix is not None:
+        data = np.clip(data @ matrix.T, 0.0, None).astype(np.float32)
     return np.nan_to_num(np.clip(data, 0.0, None), nan=0.0, posinf=0.0)
 
 

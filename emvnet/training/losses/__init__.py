@@ -8,7 +8,7 @@ d_loss = loss_fn.adversarial.discriminator_loss(y, target)   # the discriminator
 """
 
 from emvnet.training.losses.composite import GeneratorLoss, LossConfig
-from emvnet.training.losses.content import ContentLoss, mu_tonemap, packed_to_rgb
+from emvnet.training.losses.content import ContentLoss, mu_tonemap
 from emvnet.training.losses.gan import (
     AdversarialLoss,
     PatchDiscriminator,
@@ -39,7 +39,6 @@ __all__ = [
     "continuity_constant",
     "mu_tonemap",
     "ordinal_penalty",
-    "packed_to_rgb",
     "relativistic_discriminator_loss",
     "relativistic_generator_loss",
 ]

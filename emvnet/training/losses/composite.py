@@ -26,7 +26,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from emvnet.training.losses.content import MU, ContentLoss, Normalize
+from emvnet.io.tonemap import MU
+from emvnet.training.losses.content import ContentLoss, Normalize
 from emvnet.training.losses.gan import AdversarialLoss, PatchDiscriminator
 from emvnet.training.losses.ordinal import OrdinalLoss
 from emvnet.training.losses.perceptual import Backbone, PerceptualLoss

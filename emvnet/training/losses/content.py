@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-MU = 5000.0
+from emvnet.io.tonemap import MU
 
 # Eq. 5 weights in the order EMVNet returns its outputs with `all_outputs=True`: [Y'', Y', Y].
 CONTENT_WEIGHTS: tuple[float, float, float] = (0.5, 0.75, 1.0)
@@ -90,15 +90,3 @@ class ContentLoss(nn.Module):
             check_pair(pred, target, "ContentLoss")
             total = total + w * (mu_tonemap(pred, peak, self.mu) - target_mu).abs().mean()
         return total
-
-
-def packed_to_rgb(rggb: torch.Tensor) -> torch.Tensor:
-    """A simple demosaic of packed Bayer (B, 4, H, W) RGGB: half-resolution RGB (R, mean G, B).
-
-    Enough for the ImageNet backbones of the perceptual loss and the discriminator (Sec. 4.3: "a
-    simple demosaicing module" before the RGB-pretrained network); it interpolates nothing.
-    """
-    if rggb.ndim != 4 or rggb.shape[1] != 4:
-        raise ValueError(f"expected packed RGGB (B, 4, H, W), got {tuple(rggb.shape)}")
-    r, g1, g2, b = rggb.unbind(dim=1)
-    return torch.stack([r, 0.5 * (g1 + g2), b], dim=1)  # (B, 3, H, W)

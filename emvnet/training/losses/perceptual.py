@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emvnet.training.losses.content import MU, check_pair, mu_tonemap, packed_to_rgb, target_peak
+from emvnet.io.tonemap import MU
+from emvnet.merge.isp_prior import packed_to_rgb
+from emvnet.training.losses.content import check_pair, mu_tonemap, target_peak
 
 Backbone = Literal["efficientnet-lite0", "vgg19"]
 

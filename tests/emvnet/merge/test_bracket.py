@@ -66,6 +66,22 @@ def test_partial_exif_is_blind(frames: list[Frame]) -> None:
     assert make_bracket(mixed).blind
 
 
+@pytest.mark.parametrize("blind", [False, True])
+def test_subset_keeps_the_bracket_consistent(frames: list[Frame], blind: bool) -> None:
+    """A subset keeps its frames' times (or, blind, the ratios measured on the whole bracket), its
+    reference frame, exposure source, response gamma and curve: a blind bracket stays blind."""
+    full = make_bracket(_strip_exif(frames) if blind else frames, reference=1)
+    sub = full.subset([1, 2])
+    assert sub.frames == full.frames[1:] and sub.reference == 0
+    assert sub.blind == full.blind == blind and sub.exposure_source == full.exposure_source
+    assert (sub.crf_gamma, sub.curve_shape, sub.response) == (full.crf_gamma, full.curve_shape, full.response)
+    np.testing.assert_allclose(sub.ratios, full.ratios[1:])
+    if blind:
+        assert sub.exposures is None and sub.estimated_ratios == tuple(full.ratios[1:])
+    else:
+        assert sub.exposures == full.exposures[1:]
+
+
 def test_auto_reference_is_middle_exposure(frames: list[Frame]) -> None:
     """The best-exposed frame of a -2/0/+2 bracket is the middle one, whatever the frame order."""
     assert make_bracket(frames).reference == 1

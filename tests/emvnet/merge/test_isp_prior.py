@@ -9,7 +9,7 @@ import torch
 from emvnet.frame import Frame, RawInfo
 from emvnet.io.tonemap import display
 from emvnet.merge.bracket import make_bracket
-from emvnet.merge.isp_prior import camera_wb, display_curve, display_params
+from emvnet.merge.isp_prior import camera_wb, display_curve, display_params, packed_to_rgb
 from emvnet.net.engine import NetworkMerger
 
 
@@ -82,3 +82,12 @@ def test_engine_passes_white_balance_and_the_brackets_white() -> None:
     expected = display_params(lin, sat.float(), torch.tensor([[1.0, 0.25, 4.0]]), params[:, :3])
     torch.testing.assert_close(params, expected)
     assert float(params[0, 3]) > 1.5  # radiance above the reference's clipping sets the white
+
+
+def test_packed_to_rgb_averages_the_greens() -> None:
+    """RGGB -> (R, (G1 + G2) / 2, B) at the packed resolution; other shapes are refused."""
+    rggb = torch.stack([torch.full((2, 2), v) for v in (1.0, 2.0, 4.0, 8.0)])[None]
+    rgb = packed_to_rgb(rggb)
+    assert rgb.shape == (1, 3, 2, 2) and rgb[0, :, 0, 0].tolist() == [1.0, 3.0, 8.0]
+    with pytest.raises(ValueError, match="RGGB"):
+        packed_to_rgb(rgb)

@@ -12,7 +12,8 @@ from helpers.synth import ldr_bracket, radiance_scene
 
 from emvnet.frame import Frame
 from emvnet.io import read_image
-from emvnet.merge.bracket import DEFAULT_CRF_GAMMA, fit_response, make_bracket, response_misfits
+from emvnet.io.tonemap import ENCODING_GAMMA
+from emvnet.merge.bracket import fit_response, make_bracket, response_misfits
 
 TIMES = [0.25, 1.0, 4.0]
 
@@ -81,4 +82,4 @@ def test_a_resized_and_reencoded_bracket_reads_the_curve_of_its_source() -> None
 
 def test_frames_with_nothing_to_compare_keep_gamma_22() -> None:
     flat = [Frame(np.full((32, 32, 3), v, np.float32), "display", "rgb", "png", 8) for v in (0.0, 1.0)]
-    assert fit_response(flat, [1.0, 4.0]) == (0.0, DEFAULT_CRF_GAMMA)
+    assert fit_response(flat, [1.0, 4.0]) == (0.0, ENCODING_GAMMA)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from emvnet import registry
 from emvnet.errors import UnknownModelError
 from emvnet.net import checkpoint
-from emvnet.net.config import config_from_dict, config_to_dict, variant, with_volume
+from emvnet.net.config import VARIANTS, ModelConfig, config_from_dict, config_to_dict, variant, with_volume
 from emvnet.net.model import build_model
 
 
@@ -37,14 +38,26 @@ def test_config_round_trip_keeps_ablation_switches() -> None:
     assert back == config and isinstance(back.volume.exposures, tuple)
 
 
-def test_config_written_before_the_prior_field_keeps_the_reference_prior() -> None:
-    """Checkpoints saved before `prior` existed were trained on the reference-first merge; the
-    variants themselves name their prior (the weighted merge, every task)."""
-    data = config_to_dict(variant("emvnet-fast-rgb"))
-    assert data.pop("prior") == "weighted"
-    assert config_from_dict(data).prior == "reference"
-    for name in ("emvnet-fast-raw", "emvnet-fast-isp", "emvnet-paper-isp"):
-        assert variant(name).prior == "weighted"
+def test_checkpoint_written_before_the_prior_field_keeps_the_reference_prior(tmp_path: Path) -> None:
+    """A checkpoint whose JSON names no prior was trained on the reference-first merge and loads
+    with it; configs default to the weighted merge, as every variant does."""
+    assert ModelConfig("x", "rgb").prior == "weighted"
+    assert all(variant(name).prior == "weighted" for name in VARIANTS)
+    model = build_model(replace(variant("emvnet-fast-raw"), prior="reference"), seed=2)
+    _, meta = checkpoint.save(model, tmp_path / "old")
+    doc = json.loads(meta.read_text())
+    assert doc["config"].pop("prior") == "reference"
+    doc["config"]["volume"]["saturation"] = 0.95**2.2  # a field such JSON carries and no code reads
+    meta.write_text(json.dumps(doc))
+    assert checkpoint.load(tmp_path / "old").config == model.config
+
+
+def test_shipped_weights_load_with_the_weighted_prior() -> None:
+    """The shipped JSON names the weighted prior (and carries the unread saturation level)."""
+    for name in ("emvnet-fast-rgb", "emvnet-fast-raw", "emvnet-fast-isp"):
+        doc = json.loads((checkpoint.WEIGHTS_DIR / f"{name}.json").read_text())
+        assert doc["config"]["prior"] == "weighted"
+        assert checkpoint.load(checkpoint.WEIGHTS_DIR / name).config == variant(name)
 
 
 def test_unknown_config_field_is_refused() -> None:

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from emvnet.net.config import VolumeConfig, variant
 from emvnet.net.matching_volume import (
     MatchingVolume,
-    best_exposed,
     exposure_gains,
     motion_grid,
     reference_first,
@@ -130,12 +129,9 @@ def test_volume_downsamples_features() -> None:
 
 
 @pytest.mark.parametrize("ref", [0, 1, 2])
-def test_reference_first_and_best_exposed(ref: int) -> None:
-    """The reference moves to index 0, the others keep their order; the best-exposed frame is found."""
+def test_reference_first(ref: int) -> None:
+    """The reference moves to index 0, the others keep their order."""
     x = torch.arange(3.0).view(1, 3, 1, 1, 1).expand(1, 3, 1, 4, 4)
     out = reference_first(x, torch.tensor([ref]))
     order = [ref] + [i for i in range(3) if i != ref]
     assert out[0, :, 0, 0, 0].tolist() == [float(i) for i in order]
-    lin = torch.full((1, 3, 3, 8, 8), 0.001)
-    lin[0, ref] = 0.3
-    assert int(best_exposed(lin)) == ref

@@ -104,7 +104,7 @@ def test_untrained_network_returns_the_weighted_merge() -> None:
 
 
 def test_reference_prior_returns_the_reference() -> None:
-    """The "reference" prior (of checkpoints from before session 4): the reference wherever it
+    """The "reference" prior (of checkpoints whose JSON names no prior): the reference wherever it
     does not clip."""
     model = build_model(replace(variant("emvnet-fast-raw"), prior="reference"), seed=0)
     lin, sat, ratios, gains = _inputs(model, 3, 24, 32)

@@ -24,7 +24,6 @@ from emvnet.training.losses import (
     continuity_constant,
     mu_tonemap,
     ordinal_penalty,
-    packed_to_rgb,
     relativistic_discriminator_loss,
     relativistic_generator_loss,
 )
@@ -157,13 +156,6 @@ def test_mu_tonemap_matches_the_metric_curve() -> None:
     assert out[0] == 0 and out[1] == 0 and float(out[3]) == pytest.approx(1.0)
     assert float(out[2]) == pytest.approx(math.log1p(2500) / math.log1p(5000), rel=1e-6)
     assert mu_tonemap(x, 4.0, None) is x
-
-
-def test_packed_to_rgb_averages_the_greens() -> None:
-    """RGGB -> (R, (G1 + G2) / 2, B) at the packed resolution."""
-    rggb = torch.stack([torch.full((2, 2), v) for v in (1.0, 2.0, 4.0, 8.0)])[None]
-    rgb = packed_to_rgb(rggb)
-    assert rgb.shape == (1, 3, 2, 2) and rgb[0, :, 0, 0].tolist() == [1.0, 3.0, 8.0]
 
 
 # --- perceptual ---------------------------------------------------------------------------------

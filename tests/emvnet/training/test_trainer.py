@@ -141,6 +141,7 @@ def test_signal_saves_a_checkpoint_and_stops(tmp_path: Path) -> None:
         (lambda d: d["run"].update(stpes=3), r"\[run\] has no key\(s\) \['stpes'\]"),
         (lambda d: d["run"].update(steps="ten"), r"run.steps must be int, got str"),
         (lambda d: d["run"].update(precision="fp8"), r"run.precision must be one of"),
+        (lambda d: d["run"].update(device="tpu"), r"run.device must be cpu, cuda, cuda:N or auto"),
         (lambda d: d["optim"].update(betas=[0.9]), r"optim.betas must have 2 elements"),
         (lambda d: d["data"].update(frame_counts=[1, 3]), r"data.frame_counts must list frame counts"),
         (lambda d: d["model"].update(variant="emvnet-huge"), r"unknown EMVNet variant 'emvnet-huge'"),

@@ -1,4 +1,4 @@
-"""torch wrappers: item tensors follow the inference path; collate pads mixed frame counts."""
+"""torch wrappers: item tensors follow the inference path; collate stacks one frame count."""
 
 from __future__ import annotations
 
@@ -40,20 +40,17 @@ def test_raw_items_carry_the_isp_target() -> None:
     assert item["isp"].shape == (3, 32, 32)
 
 
-def test_loader_batches_mixed_frame_counts_reproducibly() -> None:
-    """A DataLoader with collate_brackets pads to the largest count and repeats exactly per seed."""
-    data = SyntheticBrackets(SyntheticScenes(), replace(CONFIG, frames_range=(2, 4)), seed=1, length=8)
-    counts = {len(data.sample(i).frames) for i in range(8)}
-    assert len(counts) > 1
-    batches = [next(iter(DataLoader(data, batch_size=8, collate_fn=collate_brackets))) for _ in range(2)]
+def test_loader_batches_one_frame_count_reproducibly() -> None:
+    """collate_brackets stacks items of one frame count, repeats exactly per seed, and refuses a
+    batch that mixes counts (the network could not tell padded frames from real ones)."""
+    data = SyntheticBrackets(SyntheticScenes(), replace(CONFIG, frames_range=(3, 3)), seed=1, length=4)
+    batches = [next(iter(DataLoader(data, batch_size=4, collate_fn=collate_brackets))) for _ in range(2)]
     batch = batches[0]
-    n_max = max(counts)
-    assert batch["ldr"].shape == (8, n_max, 3, 32, 32) and batch["frame_valid"].shape == (8, n_max)
-    assert batch["frame_valid"].sum(1).tolist() == [len(data.sample(i).frames) for i in range(8)]
-    padded = ~batch["frame_valid"]
-    assert torch.all(batch["ratios"][padded] == 1.0) and torch.all(batch["ldr"][padded] == 0.0)
-    assert batch["sat"].dtype == torch.bool and not batch["sat"][padded].any()
+    assert batch["ldr"].shape == (4, 3, 3, 32, 32) and batch["sat"].dtype == torch.bool
     assert torch.equal(batches[0]["hdr"], batches[1]["hdr"])
+    two = SyntheticBrackets(SyntheticScenes(), replace(CONFIG, frames_range=(2, 2)), seed=1, length=1)
+    with pytest.raises(ValueError, match="one frame count"):
+        collate_brackets([data[0], two[0]])
 
 
 def test_refused_samples_are_redrawn_deterministically(monkeypatch: pytest.MonkeyPatch) -> None:

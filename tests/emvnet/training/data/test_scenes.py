@@ -20,6 +20,7 @@ from emvnet.training.data.scenes import (
     expand_highlights,
     flat_crop,
     perspective_crop,
+    read_rgb,
     training_files,
 )
 
@@ -120,3 +121,24 @@ def test_file_cache_pickles_empty_and_evicts(tmp_path: Path) -> None:
     assert len(source.files._files) == 2
     clone = pickle.loads(pickle.dumps(source))
     assert len(clone.files._files) == 0 and clone.sample(np.random.default_rng(0), 16).shape == (16, 16, 3)
+
+
+def test_exr_primaries_come_from_the_header(tmp_path: Path) -> None:
+    """An OpenEXR file whose header states ACES AP0 primaries is read in Rec.709; one that states
+    none is read as stored."""
+    import OpenEXR
+
+    from emvnet.io.primaries import to_rec709_matrix
+
+    ap0 = (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767)
+    rgb = np.random.default_rng(0).random((8, 12, 3)).astype(np.float32)
+    channels = {"RGB": rgb}
+    for name, extra in (("plain", {}), ("aces", {"chromaticities": ap0})):
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, **extra}
+        with OpenEXR.File(header, channels) as exr:
+            exr.write(str(tmp_path / f"{name}.exr"))
+    np.testing.assert_array_equal(read_rgb(str(tmp_path / "plain.exr")), rgb)
+    matrix = to_rec709_matrix(ap0)
+    assert matrix is not None
+    expected = np.clip(rgb @ matrix.T, 0.0, None)
+    np.testing.assert_allclose(read_rgb(str(tmp_path / "aces.exr")), expected, rtol=1e-5, atol=1e-6)
