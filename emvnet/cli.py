@@ -125,6 +125,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="exposure time of each frame in seconds, in frame order (e.g. 1/250 1/60 1/15); wins over EXIF",
     )
     enh.add_argument(
+        "--ignore-exif",
+        action="store_true",
+        help="do not read the frames' EXIF/DNG exposure times: a blind merge unless --exposures is given "
+        "(to check a blind merge against the times you have)",
+    )
+    enh.add_argument(
         "--model",
         default="auto",
         metavar="NAME",
@@ -222,7 +228,9 @@ def add_plugin_commands(sub: argparse._SubParsersAction, entries: Sequence[Entry
         register(sub)
 
 
-def _describe_exposures(frames: Sequence[Frame], given: Sequence[float] | None) -> str:
+def _describe_exposures(frames: Sequence[Frame], given: Sequence[float] | None, ignore_exif: bool) -> str:
+    if ignore_exif and not given:
+        return "exposure times ignored (blind merge)"
     times = list(given) if given else [f.exposure.exposure_time for f in frames]
     if not times or any(t is None for t in times):
         return "exposure times unknown (blind merge)"
@@ -248,7 +256,7 @@ def _describe_linearization(bracket: Bracket) -> str | None:
     if bracket.blind:
         ratios = ", ".join(f"{r:.3g}" for r in bracket.ratios)
         how = "whole stops" if bracket.estimated_ratios is not None else "as measured"
-        text += f"; exposure ratios to the reference {ratios} ({how})"
+        text += f"; exposure ratios to the reference {ratios} ({how}; confidence {bracket.confidence})"
     return text
 
 
@@ -289,14 +297,19 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         first.width,
         first.height,
         first.source_format,
-        _describe_exposures(frames, args.exposures),
+        _describe_exposures(frames, args.exposures, args.ignore_exif),
         t2 - t1,
     )
 
-    bracket = enhancer.prepare(frames, args.exposures, args.reference)
+    bracket = enhancer.prepare(frames, args.exposures, args.reference, ignore_exif=args.ignore_exif)
     linearization = _describe_linearization(bracket)
     if linearization is not None:
         log.info("%s", linearization)
+    if bracket.confidence == "low":
+        log.warning(
+            "the blind exposure ratios may be a stop or more off (the frames do not pin them down): "
+            "give the exposure times (--exposures) for a merge you can trust"
+        )
     t3 = time.perf_counter()
     (hdr,) = enhancer.merge([bracket])
     t4 = time.perf_counter()

@@ -164,7 +164,8 @@ def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, b
         exposures = None if opts.blind else scene.exposures  # None and not blind: the EXIF times
         try:
             t0 = time.perf_counter()
-            hdr = method.enhancer.enhance(frames, exposures, scene.reference)
+            bracket = method.enhancer.prepare(frames, exposures, scene.reference)
+            (hdr,) = method.enhancer.merge([bracket])
             seconds = time.perf_counter() - t0
         except EmvnetError as exc:
             log.warning("%s failed on %s: %s", method.label, scene.name, exc)
@@ -172,10 +173,13 @@ def evaluate_scene(scene: Scene, methods: Sequence[Method], opts: EvalOptions, b
             bar.update()
             continue
         hdr = scene.to_gt_units(hdr)
-        result: dict[str, float | None] = {
+        result: dict[str, float | str | None] = {
             "seconds": seconds,
             "s_per_mp": seconds_per_megapixel(seconds, hdr.shape[0], hdr.shape[1]),
         }
+        if bracket.confidence is not None:  # blind: how far the estimated ratios can be trusted
+            result["blind_confidence"] = bracket.confidence
+            record.setdefault("blind_confidence", bracket.confidence)
         fid = _fidelity(hdr, frames[scene.reference], method.label)
         if fid is not None:
             fidelity[method.label] = fid
@@ -317,7 +321,9 @@ def markdown_report(doc: dict[str, Any], labels: Sequence[str]) -> str:
             for label in labels
             if label in record["results"]
         }
-        notes = "blind" if record["blind"] else f"known exposures ({record['times']})"
+        confidence = record.get("blind_confidence")
+        notes = f"blind, ratios {confidence} confidence" if record["blind"] and confidence else "blind"
+        notes = notes if record["blind"] else f"known exposures ({record['times']})"
         notes += ", scale-aligned" if record["aligned"] else ""
         parts += [f"## {record['name']} ({notes})", "", _table(rows), ""]
         errors = [f"- {label}: {r['error']}" for label, r in record["results"].items() if "error" in r]

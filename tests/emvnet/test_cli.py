@@ -151,6 +151,21 @@ def test_blind_merge_reports_its_ratios(tmp_path: Path) -> None:
     line = next(x for x in result.stderr.splitlines() if "exposure ratios to the reference" in x)
     ratios = [float(r) for r in line.split("reference ")[1].split(" (")[0].split(", ")]
     assert ratios[1] == 1.0 and ratios[0] < 0.2 and ratios[2] > 5  # 1/8, 1, 8 s, read from the pixels
+    assert "confidence low" in line or "confidence high" in line
+
+
+def test_ignore_exif_merges_blind_and_warns_when_unsure(tmp_path: Path) -> None:
+    """--ignore-exif withholds the EXIF times: the merge is blind and says how sure its ratios are
+    (the resized demo bracket reads 0.8 stop off blind, so it warns); with --exposures it is not blind."""
+    result = run_cli("enhance", *FRAMES, "-o", str(tmp_path / "b.png"), "--ignore-exif")
+    assert result.returncode == 0, result.stderr
+    assert "exposure times ignored (blind merge)" in result.stderr
+    assert "confidence low" in result.stderr and "may be a stop or more off" in result.stderr
+    stated = run_cli(
+        "enhance", *FRAMES, "-o", str(tmp_path / "k.png"), "--ignore-exif", "--exposures", "1/8", "1", "8"
+    )
+    assert stated.returncode == 0, stated.stderr
+    assert "exposures 1/8, 1, 8 s (given)" in stated.stderr and "confidence" not in stated.stderr
 
 
 def test_help_is_complete() -> None:
@@ -159,6 +174,7 @@ def test_help_is_complete() -> None:
     assert result.returncode == 0
     for option in (
         "--exposures",
+        "--ignore-exif",
         "--model",
         "--reference",
         "--device",

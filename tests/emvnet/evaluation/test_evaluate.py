@@ -64,7 +64,8 @@ def test_eval_writes_json_markdown_and_sheets(
 
 
 def test_blind_eval_aligns_every_method_alike(dataset: Path, tmp_path: Path) -> None:
-    """--blind withholds exposures and scale-aligns every output of every scored scene."""
+    """--blind withholds exposures and scale-aligns every output of every scored scene; each
+    records how far its estimated ratios can be trusted."""
     report = tmp_path / "blind"
     args = [str(dataset), "--report", str(report), "--model", "none", "--baselines", "weighted,mertens"]
     assert evaluate.main([*args, "--blind", "--no-sheets", "--limit", "2"]) == 0
@@ -74,6 +75,9 @@ def test_blind_eval_aligns_every_method_alike(dataset: Path, tmp_path: Path) -> 
         assert scene["blind"] and scene["aligned"]
         assert {"weighted", "mertens"} == set(scene["results"])
         assert all(r["scale"] != 1.0 for r in scene["results"].values())
+        assert {r["blind_confidence"] for r in scene["results"].values()} <= {"high", "low"}
+        assert scene["blind_confidence"] in {"high", "low"}
+    assert "ratios" in (report / "metrics.md").read_text()
 
 
 def test_align_always_and_no_gt(dataset: Path, tmp_path: Path) -> None:
