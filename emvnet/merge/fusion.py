@@ -63,6 +63,10 @@ REFERENCE_FLOOR = 0.1
 CORE_LEVELS = (0.08, 0.92)
 CORE_RAMP = 0.04
 CORE_TOLERANCE = 0.04
+# ... and in long brackets the noise-aware widening there is CORE_NOISE_K sigma instead of
+# LONG_NOISE_K: wind in leaves inflates the measured spread at a level, which must not let the
+# leaves of other instants in.
+CORE_NOISE_K = 2.0
 REJECT_WINDOW = 5
 
 
@@ -128,8 +132,8 @@ def agreement(
 
     radiance (B, n, C, H, W): every frame in reference units, the reference first. Where the
     reference is well exposed (`_reference_core`) its content must win, so the tolerance narrows
-    to CORE_TOLERANCE there: another frame may lower the reference's noise, not change what it
-    shows. With `noise_k` > 0 (needs `clipped`), the tolerance of each frame widens with the noise
+    to CORE_TOLERANCE there (and the noise widening to CORE_NOISE_K): another frame may lower the
+    reference's noise, not change what it shows. With `noise_k` > 0 (needs `clipped`), the tolerance of each frame widens with the noise
     measured between it and the reference at each level, sqrt(tol^2 + (k sigma)^2), and the
     difference is box-filtered signed, so noise averages out where a real change does not.
     """
@@ -150,12 +154,13 @@ def agreement(
     level = enc[:, 0].mean(1)  # (B, H, W) the reference's encoded level
     bins = (level * NOISE_BINS).long().clamp(0, NOISE_BINS - 1)
     blocked = clipped.amax(2) > 0.5  # (B, n, H, W)
+    k_map = noise_k + (min(noise_k, CORE_NOISE_K) - noise_k) * core  # (B, 1, H, W)
     agree = torch.ones(b, n, 1, h, w, dtype=radiance.dtype, device=radiance.device)
     for j in range(b):
         for i in range(1, n):
             d = signed[j, i - 1]
             sigma = _noise_levels(d, level[j], ~(blocked[j, 0] | blocked[j, i]))
-            tol = torch.sqrt(tol_map[j, 0] ** 2 + (noise_k * sigma[bins[j]]) ** 2)
+            tol = torch.sqrt(tol_map[j, 0] ** 2 + (k_map[j, 0] * sigma[bins[j]]) ** 2)
             agree[j, i, 0] = torch.exp(-((d.abs().amax(0) / tol) ** 2))
     agree[:, 1:] = _spread_rejection(agree[:, 1:].flatten(0, 1)).view(b, n - 1, 1, h, w)
     return agree
