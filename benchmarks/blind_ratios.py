@@ -1,6 +1,6 @@
 """How far blind exposure ratios land from the true ones: `emvnet.merge.bracket.estimate_ratios` at gamma
 2.2 (unsnapped and snapped), and what a blind `make_bracket` keeps ("blind bracket": the shoulder fit
-and the gamma search of `grid_ratios`, falling back to the snapped estimate).
+and the gamma search of `read_grid`, falling back to the snapped estimate).
 
 Two sources, each bracket's worst frame counted (|estimated - true| stops, max over its frames):
 

@@ -4,7 +4,7 @@
 2.44 stops at gamma 2.2: the levels alone cannot tell them apart (the exponential ambiguity). This
 draws such brackets (3 frames, handheld with moving objects, 8-bit, the simulator's noise) from the
 training radiance maps, for a plain power law and for a few highlight shoulders, and reads each blind
-twice as `make_bracket` does (`grid_ratios` after the curve-shape fit): from the levels alone, and
+twice as `make_bracket` does (`read_grid` after the curve-shape fit): from the levels alone, and
 with the frames' noise (`noise_profile` / `noise_misfit`). Prints per setting how many readings are
 right (the true steps), abstain (merged on gamma 2.2 at the measured steps) or wrong, and how many
 are wrong only because of the noise (the levels alone were right or abstained).
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from emvnet.frame import ExposureInfo  # noqa: E402
 from emvnet.io.tonemap import ENCODING_GAMMA  # noqa: E402
-from emvnet.merge.bracket import _linear_sample, fit_curve_shape, grid_ratios  # noqa: E402
+from emvnet.merge.bracket import _linear_sample, fit_curve_shape, read_grid  # noqa: E402
 from emvnet.training.data.camera import CrfConfig  # noqa: E402
 from emvnet.training.data.devset import SETTINGS, find_sources, simulator_config  # noqa: E402
 from emvnet.training.data.scenes import HdrScenes  # noqa: E402
@@ -77,7 +77,7 @@ def main() -> int:
         linear = _linear_sample(frames, ENCODING_GAMMA, shape)
         before = ""
         for label, heard in (("levels only", ()), ("with noise", frames)):
-            ratios = grid_ratios(linear, sample.reference, thirds=shape == 0, frames=heard, shape=shape)
+            ratios = read_grid(linear, sample.reference, thirds=shape == 0, frames=heard, shape=shape)[0]
             result = outcome(ratios, stops, len(frames))
             counts = tally.setdefault((shoulder, label), Counter())
             counts[result] += 1

@@ -6,6 +6,14 @@ either the merge is blind; the reference is given or chosen as the best-exposed 
 
 Units: `linear` values are proportional to scene radiance with 1.0 = each frame's own clipping level.
 `ratios[i] = t_i / t_ref`, so `linear[i] / ratios[i]` is frame i in reference units.
+
+How display frames are linearized: with known times, a 2-4 frame bracket's curve is one model
+fitted to the evidence (`fit_response`: shape and gamma scored against the stated steps, the
+simplest of the near-best taken); 5+ frames calibrate their response (`emvnet.merge.response`).
+Blind, the steps are read on the whole-stop grid (`read_grid`, the frames' noise settling two
+readings) and say how far they can be trusted (`blind_confidence`). Why each reading works and
+what it can confuse: docs/blind-reading.md. Each tuned constant below names the benchmark that
+measures it.
 """
 
 from __future__ import annotations
@@ -38,8 +46,9 @@ UNDEREXPOSED_LEVEL = 0.05
 # still be the reference: a short frame always "wins" on clipping alone, but its shadows are noise.
 REFERENCE_TOLERANCE = 0.10
 
-# Short brackets (2-4 frames) with known times choose their response gamma from this grid
-# (`fit_gamma`) when the best one cuts the step mismatch of gamma 2.2 to below this fraction.
+# The gammas the curve fits consider (`fit_response`, `fit_gamma`, `read_grid`); blind, `fit_gamma`
+# takes another than 2.2 when it cuts the step mismatch below GAMMA_FIT_GAIN of 2.2's
+# (`python benchmarks/blind_gap.py`).
 GAMMA_GRID = tuple(round(1.6 + 0.1 * k, 1) for k in range(15))  # 1.6 .. 3.0
 GAMMA_FIT_GAIN = 0.7
 _FIT_QUANTILES = 4096  # per channel and frame: plenty for a step measured to a hundredth of a stop
@@ -49,9 +58,10 @@ Reference = int | Literal["auto"]
 
 # Many in-camera curves are no power law: they roll off into a shoulder, which shortens the exposure
 # steps measured between bright frames (a 2-stop step can read 1.25 stops at gamma 2.2), or follow
-# sRGB's offset curve. Either defeats the grid of `grid_ratios`. `fit_curve_shape` picks the shape
+# sRGB's offset curve. Either defeats the grid of `read_grid`. `fit_curve_shape` picks the shape
 # from these (a shoulder strength, or "srgb") that makes the frames agree best, if it cuts their
-# disagreement to below `SHAPE_FIT_GAIN` of what a plain power law leaves.
+# disagreement to below `SHAPE_FIT_GAIN` of what a plain power law leaves (blind brackets; the
+# margins are measured by `python benchmarks/blind_ratios.py` and `benchmarks/noise_reading.py`).
 CurveShape = float | Literal["srgb"]
 SHAPES: tuple[CurveShape, ...] = (0.0, "srgb", 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.3, 1.6, 2.0)
 SHAPE_FIT_GAIN = 0.6
@@ -126,7 +136,8 @@ RATIO_FLOOR_LEVEL = 0.2
 # ... and samples brighter than this sit on the shoulder many in-camera responses roll off with.
 RATIO_CEILING_LEVEL = 0.8
 # Bracketing cameras step exposure in whole or third stops. An estimate this close (in stops) to a
-# whole stop is taken to be it; failing that, one this close to a third stop is snapped to it.
+# whole stop is taken to be it; failing that, one this close to a third stop is snapped to it
+# (`python benchmarks/blind_ratios.py`: the unsnapped and snapped errors of each).
 SNAP_WHOLE_STOPS = 0.2
 SNAP_THIRD_STOPS = 0.08
 _RATIO_POOL_PIXELS = 250_000
@@ -244,7 +255,7 @@ def fit_curve_shape(frames: Sequence[Frame], quantiles: list[list[np.ndarray]] |
     return best if scores[best] < SHAPE_FIT_GAIN * scores[0.0] else 0.0
 
 
-# `grid_ratios` reads blind steps as whole stops through the gammas of `GAMMA_GRID` in this range (the
+# `read_grid` reads blind steps as whole stops through the gammas of `GAMMA_GRID` in this range (the
 # responses of most cameras) when some put every step within `GRID_WHOLE_STOPS` of one, and all that
 # do agree on the reading. Whole-stop brackets are the common case, so a third-stop bracket that one
 # of these gammas reads as whole stops (1 1/3 stops of a gamma-2.2 camera read as 1 stop at gamma
@@ -254,23 +265,11 @@ GRID_WHOLE_STOPS = 0.15
 # The frames' noise (`_noise_reading`) may choose among readings this close to whole stops: it
 # settles two close readings, and overrules a close reading for one a little further off (a curve
 # shape fitted not quite right bends the measured steps) when it hears that one's gamma clearly.
+# Both margins: `python benchmarks/noise_reading.py` (right / abstain / wrong per response).
 GRID_NOISE_STOPS = 0.25
 
 
 GridReading = Literal["noise", "whole stops", "thirds"]
-
-
-def grid_ratios(
-    linear: np.ndarray,
-    reference: int,
-    crf_gamma: float = ENCODING_GAMMA,
-    *,
-    thirds: bool = True,
-    frames: Sequence[Frame] = (),
-    shape: CurveShape = 0.0,
-) -> np.ndarray | None:
-    """`read_grid`'s ratios alone."""
-    return read_grid(linear, reference, crf_gamma, thirds=thirds, frames=frames, shape=shape)[0]
 
 
 def read_grid(
@@ -282,22 +281,13 @@ def read_grid(
     frames: Sequence[Frame] = (),
     shape: CurveShape = 0.0,
 ) -> tuple[np.ndarray | None, GridReading | None]:
-    """Blind ratios t_i / t_ref on the grid cameras bracket on, or None if the frames do not say.
-
-    A camera of gamma g shows every step g / `crf_gamma` times as long as it is at `crf_gamma` (the
-    exponential ambiguity of response and exposure), so the steps measured at `crf_gamma`
-    (`_estimate_stops`) are read as whole stops (HDR brackets mostly are) through each gamma of
-    `GRID_GAMMAS`. Where the display `frames` (their curve's `shape` undone) show their noise, it
-    picks the reading whose gamma explains it clearly best (`_noise_reading`, among readings
-    within `GRID_NOISE_STOPS`). Else one reading within `GRID_WHOLE_STOPS` is taken; two (2.5
-    stops measured: 2 stops through a gamma-1.8 curve or 3 through a gamma-2.6 one) are a guess
-    that would distort the radiance by a power of 1.5 if wrong: None. No reading falls back, with
-    `thirds`, to snapping at `crf_gamma` to the whole/third-stop grid (`snap_stops`) if that puts
-    every step on it; `make_bracket` allows it only for a plain power law (a fitted curve shape
-    and a third-stop grid together fit brackets whose steps are on no grid, and such a fit costs
-    more than the measured steps through gamma 2.2). Steps shorter than a third of a stop (a burst
-    of equal exposures) leave nothing to calibrate from: None. The result is meant to stand in for
-    stated times (`make_bracket` fits the response to it).
+    """Blind ratios t_i / t_ref on the whole- or third-stop grid, and how they were read ("noise":
+    the frames' noise chose between two gammas' readings; "whole stops": one gamma's reading;
+    "thirds": the steps snapped at `crf_gamma`, only with `thirds`), or (None, None) when the
+    frames do not say (two readings and no noise to tell them apart, no grid fits, or steps
+    shorter than a third of a stop). `linear` (n, H, W, C) is linearized at `crf_gamma`; `frames`
+    are the display frames whose noise is heard, their curve's `shape` undone. The result stands
+    in for stated times (`make_bracket` fits the response to it). Why: docs/blind-reading.md.
     """
     raw, measured = _estimate_stops(linear, crf_gamma, snap=False)
     if not measured:
@@ -333,7 +323,7 @@ def read_grid(
     return np.exp2(stops - stops[reference]), how
 
 
-# Whole-stop readings of a blind bracket (`grid_ratios`) are gammas, which the frames' noise tells
+# Whole-stop readings of a blind bracket (`read_grid`) are gammas, which the frames' noise tells
 # apart. Sensor noise has variance a L + b in the linear signal L (shot and read noise), so through
 # a response u = L ** (1 / g) its variance in codes is a u^(2 - g) + b u^(2 - 2g) (up to g^-2):
 # about flat over the levels for gammas near 2, falling for steeper curves. It is measured over
@@ -342,6 +332,7 @@ def read_grid(
 # `NOISE_MAX_MISFIT` (rms log variance; pipelines that denoise fail it) and `NOISE_MARGIN` times
 # better than every other reading's. Through a fitted shoulder the shape's strength and the gamma
 # trade off; both readings are weighed through the same shape, and the right one still fits best.
+# The margins and block statistics: `python benchmarks/noise_reading.py`.
 NOISE_LEVELS = (0.15, 0.7)
 NOISE_MAX_MISFIT = 0.1
 NOISE_MARGIN = 2.0
@@ -696,7 +687,7 @@ class Bracket:
     response: np.ndarray | None = None
     # The display curve's shape beyond its gamma (`fit_curve_shape`), undone before the gamma.
     curve_shape: CurveShape = 0.0
-    # Blind: the ratios measured (`grid_ratios`) before the response was fitted to them; None =
+    # Blind: the ratios measured (`read_grid`) before the response was fitted to them; None =
     # measure them from `linear` when asked.
     estimated_ratios: tuple[float, ...] | None = None
     # Blind: how far the ratios can be trusted (`blind_confidence`); None with known times.
@@ -778,7 +769,7 @@ def make_bracket(
     shape and gamma `fit_response` reads from the stated steps; blind, the shape `fit_curve_shape`
     finds and the gamma `fit_gamma` reads from the grid-read steps). With `calibrate`, a bracket
     of `CALIBRATE_MIN_FRAMES` or more frames with known times gets the response calibrated from its
-    own frames. A blind bracket whose measured exposure steps land on the grid (`grid_ratios`; its
+    own frames. A blind bracket whose measured exposure steps land on the grid (`read_grid`; its
     sensor noise settles steps that read as whole stops through two gammas) is calibrated the same
     way from those ratios, which it keeps. Raises BracketError / ExposureError with a message that
     says what to fix.

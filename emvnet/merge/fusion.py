@@ -133,9 +133,10 @@ def agreement(
     radiance (B, n, C, H, W): every frame in reference units, the reference first. Where the
     reference is well exposed (`_reference_core`) its content must win, so the tolerance narrows
     to CORE_TOLERANCE there (and the noise widening to CORE_NOISE_K): another frame may lower the
-    reference's noise, not change what it shows. With `noise_k` > 0 (needs `clipped`), the tolerance of each frame widens with the noise
-    measured between it and the reference at each level, sqrt(tol^2 + (k sigma)^2), and the
-    difference is box-filtered signed, so noise averages out where a real change does not.
+    reference's noise, not change what it shows. With `noise_k` > 0 (needs `clipped`), the
+    tolerance of each frame widens with the noise measured between it and the reference at each
+    level, sqrt(tol^2 + (k sigma)^2), and the difference is box-filtered signed, so noise averages
+    out where a real change does not.
     """
     b, n, c, h, w = radiance.shape
     enc = radiance.clamp(1e-6, 1.0).pow(1.0 / ENCODING_GAMMA)  # clipped as the reference clips

@@ -16,11 +16,11 @@ from emvnet.merge.bracket import (
     _bands,
     estimate_ratios,
     fit_curve_shape,
-    grid_ratios,
     linearize,
     make_bracket,
     noise_misfit,
     noise_profile,
+    read_grid,
     select_reference,
     snap_stops,
 )
@@ -275,19 +275,19 @@ def test_blind_long_bracket_calibrates_its_response() -> None:
     np.testing.assert_allclose(b.ratios, np.asarray(times) / times[8])
 
 
-def test_grid_ratios_need_distinct_exposures() -> None:
+def test_grid_reading_needs_distinct_exposures() -> None:
     """A burst of equal exposures has no steps to fit a response to: no grid ratios, and the
     blind bracket keeps gamma 2.2 with the ratios measured."""
     rad = radiance_scene(64, 80, seed=3)
     burst = _strip_exif(ldr_bracket(rad, [1.0, 1.0, 1.0], noise=0.002, seed=5))
     lin = np.stack([linearize(f) for f in burst])
-    assert grid_ratios(lin, 1) is None
+    assert read_grid(lin, 1)[0] is None
     b = make_bracket(burst, None, reference=1)
     assert b.crf_gamma == 2.2 and b.response is None
     np.testing.assert_allclose(b.ratios, [1.0, 1.0, 1.0])
 
 
-def test_grid_ratios_refuse_an_ambiguous_reading() -> None:
+def test_grid_reading_refuses_an_ambiguous_reading() -> None:
     """2-stop steps from a gamma-1.76 camera measure 2.5 stops at gamma 2.2: 2 stops through a
     flat curve or 3 through a steep one, both common. Neither is guessed (a wrong guess distorts
     the radiance by a power of 1.5): no grid ratios, and the blind bracket keeps gamma 2.2 with
@@ -296,8 +296,8 @@ def test_grid_ratios_refuse_an_ambiguous_reading() -> None:
     rad = radiance_scene(96, 128, seed=8)
     frames = _strip_exif(ldr_bracket(rad, TIMES, gamma=1.76, noise=0.001, seed=3))
     lin = np.stack([linearize(f) for f in frames])
-    assert grid_ratios(lin, 1) is None
-    assert grid_ratios(lin, 1, frames=frames) is None
+    assert read_grid(lin, 1)[0] is None
+    assert read_grid(lin, 1, frames=frames)[0] is None
     b = make_bracket(frames, None, reference=1)
     assert b.crf_gamma == 2.2
     assert abs(math.log2(b.ratios[2]) - 2.5) < 0.15
@@ -312,7 +312,7 @@ def test_sensor_noise_settles_an_ambiguous_reading(gamma: float, stops: int) -> 
     times = [2.0**-stops, 1.0, 2.0**stops]
     frames = _strip_exif(ldr_bracket(rad, times, gamma=gamma, shot=0.002, noise=1e-4, seed=3))
     lin = np.stack([linearize(f) for f in frames])
-    assert grid_ratios(lin, 1) is None  # the levels alone cannot tell
+    assert read_grid(lin, 1)[0] is None  # the levels alone cannot tell
     b = make_bracket(frames, None, reference=1)
     np.testing.assert_allclose(b.ratios, times)
     assert b.crf_gamma == pytest.approx(gamma, abs=0.15)
@@ -391,5 +391,5 @@ def test_third_stop_steps_need_a_plain_power_law() -> None:
     rad = radiance_scene(96, 128, seed=8)
     times = [2.0 ** (-2 / 3), 1.0, 2.0 ** (2 / 3)]
     lin = np.stack([linearize(f) for f in ldr_bracket(rad, times, noise=0.001, seed=3)])
-    np.testing.assert_allclose(grid_ratios(lin, 1), times, rtol=1e-6)
-    assert grid_ratios(lin, 1, thirds=False) is None
+    np.testing.assert_allclose(read_grid(lin, 1)[0], times, rtol=1e-6)
+    assert read_grid(lin, 1, thirds=False)[0] is None
