@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
@@ -52,6 +53,9 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Prealign = Literal["auto", "off"]
 CUDA_MAX_PASS_PIXELS = 16 << 20  # batch x tile area of one pass on CUDA, at most
 CUDA_MAX_TILE = 4096  # a 12 MP frame in one pass
+# Where the last `NetworkMerger.merge` spent its time, in seconds (read by benchmarks/e2e.py):
+# the brackets' linearization and clip masks, the global pre-alignment, and the tiled forward.
+STAGES = ("linearize", "prealign", "network")
 CUDA_MEMORY_SHARE = 0.5  # of the GPU's free memory, for one pass (the rest: other models, fragmentation)
 # The most frames the shipped networks see in training (configs/*.toml, data.frame_counts).
 NETWORK_FRAMES = 4
@@ -165,6 +169,7 @@ class NetworkMerger:
         )
         to_channels_last(model.to(self.device).eval())
         self.model = model
+        self.stages = dict.fromkeys(STAGES, 0.0)  # seconds of the last merge, by stage (STAGES)
         self._forward: Callable[..., list[torch.Tensor]] = torch.compile(model) if compile else model
 
     @classmethod
@@ -197,9 +202,13 @@ class NetworkMerger:
         for br in brackets:
             if br.layout != self.input_layout:
                 raise BracketError(f"{self.config.name} merges {self.input_layout} frames, got {br.layout}")
+            t0 = time.perf_counter()
             lin, sat, r = br.linear, br.saturated(), np.asarray(br.ratios, dtype=np.float64)
+            t1 = time.perf_counter()
             if self.prealign == "auto":
                 lin, sat, _ = align.prealign(lin, sat, r, br.reference)
+            self.stages["linearize"] += t1 - t0
+            self.stages["prealign"] += time.perf_counter() - t1
             lins.append(lin)
             sats.append(sat)
             ratios.append(r)
@@ -309,12 +318,16 @@ class NetworkMerger:
         network's merge of the reference and the darkest and brightest frames within x16 of it
         (`network_subset`).
         """
+        self.stages = dict.fromkeys(STAGES, 0.0)
         if not brackets:
             return []
         short = [br for br in brackets if br.n <= NETWORK_FRAMES]
         results: dict[int, np.ndarray] = {}
         if short:
-            out = self.run(*self._inputs(short))  # (B, C_out, H s, W s)
+            inputs = self._inputs(short)
+            t0 = time.perf_counter()
+            out = self.run(*inputs)  # (B, C_out, H s, W s)
+            self.stages["network"] += time.perf_counter() - t0
             for br, y in zip(short, out, strict=True):
                 results[id(br)] = np.ascontiguousarray(y.permute(1, 2, 0).numpy())  # (H s, W s, C_out)
         for br in brackets:
