@@ -94,7 +94,8 @@ def cli_seconds(model: str, paths: list[str], times: tuple[float, ...] | None, d
     out = Path(paths[0]).parent / f"cli-{model}.exr"
     cmd = [sys.executable, "-m", "emvnet.cli", "-q", "enhance", *paths, "-o", str(out), "--model", model]
     cmd += ["--device", device] + (["--exposures", *[repr(t) for t in times]] if times else [])
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    search = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(search)}
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
     return time.perf_counter() - t0
