@@ -27,7 +27,8 @@ demo: $(STAMP)
 	@mkdir -p out
 	$(BIN)/emvnet enhance $(DEMO_FRAMES) -o out/frobisher.exr
 	$(BIN)/emvnet enhance $(DEMO_FRAMES) -o out/frobisher.png
-	@echo "wrote out/frobisher.exr (linear HDR) and out/frobisher.png (tonemapped preview)"
+	$(BIN)/emvnet enhance $(DEMO_FRAMES) -o out/frobisher.uhdr.jpg
+	@echo "wrote out/frobisher.exr (linear HDR), out/frobisher.png (tonemapped preview) and out/frobisher.uhdr.jpg (Ultra HDR: HDR on phones, the preview elsewhere)"
 
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: lint typecheck pytest
