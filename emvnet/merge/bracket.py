@@ -44,6 +44,8 @@ SATURATION_LEVEL = 0.95
 UNDEREXPOSED_LEVEL = 0.05
 # How much worse (share of well-exposed samples) the median exposure may be than the best frame and
 # still be the reference: a short frame always "wins" on clipping alone, but its shadows are noise.
+# Set by hand, not by a benchmark: the Kalantari convention (the middle frame) wins ties; the
+# reference choices it makes are pinned by tests/emvnet/merge/test_bracket.py.
 REFERENCE_TOLERANCE = 0.10
 
 # The gammas the curve fits consider (`fit_response`, `fit_gamma`, `read_grid`); blind, `fit_gamma`
@@ -134,6 +136,7 @@ def select_reference(frames: Sequence[Frame], exposures: Sequence[float] | None 
 # noise to compare exposures (a quantile match is biased by noise, not only scaled by it).
 RATIO_FLOOR_LEVEL = 0.2
 # ... and samples brighter than this sit on the shoulder many in-camera responses roll off with.
+# Both: `python benchmarks/blind_ratios.py` (how far blind ratios land, real and simulated).
 RATIO_CEILING_LEVEL = 0.8
 # Bracketing cameras step exposure in whole or third stops. An estimate this close (in stops) to a
 # whole stop is taken to be it; failing that, one this close to a third stop is snapped to it
