@@ -838,9 +838,13 @@ def make_bracket(
         # is not gamma 2.2 is fitted as with known times.
         sample = _linear_sample(frames, gamma, shape)
         grid, how = read_grid(sample, ref, gamma, thirds=shape == 0, frames=frames, shape=shape)
+        if grid is None and shape != 0:  # nothing confirms the shape: read again as a power law
+            shape = 0.0
+            sample = _linear_sample(frames, gamma, shape)
+            grid, how = read_grid(sample, ref, gamma, thirds=True, frames=frames, shape=shape)
         if grid is not None:
             estimated, steps = tuple(float(r) for r in grid), tuple(float(r) for r in grid)
-        else:  # nothing confirms the shape: the ratios are measured through gamma 2.2 alone
+        else:  # the ratios are measured through gamma 2.2 alone
             shape = 0.0
         confidence = blind_confidence(frames, estimated, how, shape)
     if fit and steps is not None:
