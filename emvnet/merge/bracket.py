@@ -552,7 +552,7 @@ def fit_gamma(
 # so among the curves that score within RESPONSE_TIE of the best (relatively, plus
 # RESPONSE_TIE_STOPS for a near-perfect fit), the simplest is taken (`_curve_complexity`). The
 # margins are what separates a resized or re-encoded copy of a bracket from its source
-# (`python benchmarks/response_reading.py`).
+# (`tests/emvnet/merge/test_response_fit.py`: the demo bracket and a 60 % JPEG copy read alike).
 RESPONSE_TIE = 0.15
 RESPONSE_TIE_STOPS = 0.01
 _RESPONSE_LEVELS = (UNDEREXPOSED_LEVEL, SATURATION_LEVEL)
@@ -623,12 +623,17 @@ BlindConfidence = Literal["high", "low"]
 
 
 def blind_confidence(
-    frames: Sequence[Frame], ratios: Sequence[float] | None, how: GridReading | None, shape: CurveShape
+    frames: Sequence[Frame],
+    ratios: Sequence[float] | None,
+    how: GridReading | None,
+    shape: CurveShape,
+    quantiles: list[list[np.ndarray]] | None = None,
 ) -> BlindConfidence:
-    """How far a blind bracket's exposure ratios can be trusted (see BLIND_MAX_MISFIT)."""
+    """How far a blind bracket's exposure ratios can be trusted (see BLIND_MAX_MISFIT).
+    `quantiles`: the frames' `_quantiles`, if already taken."""
     if ratios is None or how not in ("noise", "whole stops") or shape not in (0.0, "srgb"):
         return "low"
-    misfits = response_misfits(frames, ratios)
+    misfits = response_misfits(frames, ratios, quantiles)
     return "high" if misfits and min(misfits.values()) <= BLIND_MAX_MISFIT else "low"
 
 
@@ -846,7 +851,7 @@ def make_bracket(
             estimated, steps = tuple(float(r) for r in grid), tuple(float(r) for r in grid)
         else:  # the ratios are measured through gamma 2.2 alone
             shape = 0.0
-        confidence = blind_confidence(frames, estimated, how, shape)
+        confidence = blind_confidence(frames, estimated, how, shape, quantiles)
     if fit and steps is not None:
         if len(frames) >= CALIBRATE_MIN_FRAMES:
             response, shape = calibrate_response([f.data for f in frames], steps), 0.0

@@ -3,21 +3,24 @@
 A radiance estimate per frame (its linear values over its exposure ratio) is averaged with weights
 that follow the noise and the scene:
 
-- level: a hat function of the frame's own level (flat in the middle, zero at black and at
-  clipping), zero where the frame clips;
+- level: a hat function of the frame's level (flat in the middle, zero at black and at clipping),
+  zero where the frame clips; in 2-4 frame brackets one weight per pixel, set by the channel
+  nearest clipping (`merge_weights`);
 - exposure: times the ratio t_i / t_ref. Shot noise makes frame i's radiance variance ~ 1 / t_i,
   so inverse-variance weights grow with the exposure (Robertson's estimator does the same). In
   the shadows of a bracket this is what a merge is for: the long frame's samples carry a fraction
   of the reference's noise;
 - agreement: a frame counts only where it agrees with the reference (moving objects, residual
-  misalignment), so the reference's content wins where the scene changed. Frame i is brought to
+  misalignment), so the reference's content wins where the scene changed, and where the reference
+  is well exposed another frame may only lower its noise (reference-true). Frame i is brought to
   the reference's exposure, clipped like the reference would be, and compared in the
   gamma-encoded domain, where one tolerance suits shadows and highlights alike; a highlight that
   the reference clips agrees with any brighter value. The largest channel difference,
   box-filtered, decides, so colour channels are never weighted apart.
 
 Where no frame has weight (every frame clipped, or every frame black) the shortest exposure wins
-where the reference is bright and the longest where it is dark, instead of dividing 0 by 0.
+where the reference is bright and the longest where it is dark, instead of dividing 0 by 0; the
+reference's clipped value stays where the shortest frame contradicts it.
 
 It is the output prior of the RGB networks (`emvnet.net.model`, on the frames warped by the network's
 flow) and the `weighted` baseline (`emvnet.merge.classical`, on frames pre-aligned by homography), so the
@@ -57,9 +60,10 @@ NOISE_MIN_SAMPLES = 64  # fewer samples in a level bin: its noise is interpolate
 REFERENCE_FLOOR = 0.1
 # Reference-true merging: where the reference is well exposed (every channel's encoded level in
 # CORE_LEVELS, the range the reference-fidelity metric reads) the ghost test's tolerance narrows to
-# CORE_TOLERANCE, about the noise of a well-exposed 8-bit sample box-filtered over GHOST_WINDOW, and
-# a rejection spreads over REJECT_WINDOW. Measured with `python benchmarks/fidelity_real.py` (real
-# brackets: ghost %) and `emvnet eval data/dev` (synthetic: PSNR).
+# CORE_TOLERANCE (a frame further off would move the output past the metric's 0.05 once weighted
+# by its exposure), and a rejection spreads over REJECT_WINDOW. Measured with
+# `python benchmarks/fidelity_real.py` (real brackets: ghost %) and `emvnet eval data/dev`
+# (synthetic: PSNR).
 CORE_LEVELS = (0.08, 0.92)
 CORE_RAMP = 0.04
 CORE_TOLERANCE = 0.04
@@ -201,9 +205,8 @@ def merge_weights(lin: Tensor, clipped: Tensor, ratios: Tensor, deghost: bool = 
         weight = weight * agree
     darkest = F.one_hot(ratios.argmin(1), n).to(lin.dtype).view(b, n, 1, 1, 1)
     brightest = F.one_hot(ratios.argmax(1), n).to(lin.dtype).view(b, n, 1, 1, 1)
-    reference = (
-        F.one_hot(torch.zeros_like(ratios[:, 0], dtype=torch.long), n).to(lin.dtype).view(b, n, 1, 1, 1)
-    )
+    reference = torch.zeros_like(darkest)
+    reference[:, 0] = 1.0
     # Where no frame has weight: the shortest frame where the reference is bright or clips, the
     # longest where it is dark, one choice per pixel. Where the shortest frame contradicts a clipped
     # reference (it saw something darker: the scene moved), the reference's own clipped value is
