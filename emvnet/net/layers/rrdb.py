@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 RESIDUAL_SCALE = 0.2  # ESRGAN's residual scaling: keeps deep trunks stable at initialization
+CPU_PASS_PIXELS = 1 << 20  # input pixels per pass of the feature extractor on the CPU
 
 
 def conv3x3(cin: int, cout: int, depthwise: bool = False, stride: int = 1) -> nn.Module:
@@ -67,5 +68,17 @@ class FeatureExtractor(nn.Module):
         self.trunk_out = conv3x3(filters, filters, depthwise)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C, H/u/s, W/u/s). On the CPU the batch goes through in passes of
+        at most CPU_PASS_PIXELS input pixels (one frame of a 1024 px tile): a pass of three such
+        frames runs 1.8x slower per pixel, its activations out of the caches
+        (`python benchmarks/speed.py`); the same values either way."""
+        per_pass = x.shape[0]
+        if x.device.type == "cpu":
+            per_pass = max(1, CPU_PASS_PIXELS // (x.shape[-2] * x.shape[-1]))
+        if per_pass >= x.shape[0]:
+            return self._features(x)
+        return torch.cat([self._features(part) for part in x.split(per_pass)])
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.entry(self.unshuffle(x))  # (B, C_in, H, W) -> (B, C, H/u/s, W/u/s)
         return x + self.trunk_out(self.trunk(x))
