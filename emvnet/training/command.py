@@ -8,6 +8,7 @@ The objective is chosen here: a config with a `[distill]` table trains against i
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from emvnet.training.config import ConfigError, load_config, with_overrides
@@ -43,6 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    # The pre-alignment says what it decided for every frame, which helps a user reading one merge;
+    # for the thousands of simulated brackets of a run it is noise around the progress bar.
+    logging.getLogger("emvnet.merge.align").setLevel(logging.WARNING)
     cfg = with_overrides(load_config(args.config), args.device, args.workers)
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
