@@ -14,9 +14,6 @@ from typing import Literal
 import numpy as np
 
 Domain = Literal["display", "linear"]
-# |data x (2**bits - 1) - code| below which a sample is that code: float32 rounding of code / 255
-# or code / 65535 stays under 0.01 of a code; a value between codes is a tenth of one away or more.
-CODE_TOLERANCE = 0.01
 Layout = Literal["rgb", "rggb"]
 
 
@@ -76,19 +73,6 @@ class Frame:
     def megapixels(self) -> float:
         scale = 4 if self.layout == "rggb" else 1  # a packed raw pixel covers 2x2 sensor sites
         return self.height * self.width * scale / 1e6
-
-    def codes(self) -> np.ndarray | None:
-        """(H, W, C) uint16: the file's integer samples, when `data` holds exactly code / (2**bits - 1)
-        (display frames of 8-16 bit files as decoded); None for anything else (linear or floating
-        frames, arrays of other values). A curve applied to the codes is a lookup table."""
-        if self.domain != "display" or self.floating or not 1 <= self.bit_depth <= 16:
-            return None
-        top = float(2**self.bit_depth - 1)
-        scaled = self.data * np.float32(top)
-        codes = np.rint(scaled)
-        if codes.min() < 0 or codes.max() > top or np.abs(scaled - codes).max() > CODE_TOLERANCE:
-            return None
-        return codes.astype(np.uint16)
 
     def without_exposure_time(self) -> Frame:
         """The frame without its EXIF/DNG exposure time, which a merge reads when none is given:

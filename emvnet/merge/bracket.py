@@ -53,6 +53,9 @@ REFERENCE_TOLERANCE = 0.10
 # (`python benchmarks/blind_gap.py`).
 GAMMA_GRID = tuple(round(1.6 + 0.1 * k, 1) for k in range(15))  # 1.6 .. 3.0
 GAMMA_FIT_GAIN = 0.7
+# |data x 255 - code| under which an 8-bit frame's sample is that code: float32 rounding of code / 255
+# stays far below it, a value between codes (a resized frame) is mostly far above.
+CODE_TOLERANCE = 0.01
 _FIT_QUANTILES = 4096  # per channel and frame: plenty for a step measured to a hundredth of a stop
 
 Reference = int | Literal["auto"]
@@ -87,12 +90,23 @@ def linearize(frame: Frame, crf_gamma: float = ENCODING_GAMMA, shape: CurveShape
     after their curve's `shape` is undone (`unshape`)."""
     if frame.domain == "linear":
         return frame.data
-    codes = None if shape == 0 else frame.codes()
-    if codes is None:  # a plain power law is as fast as a lookup
+    codes = None if shape == 0 else _codes8(frame)
+    if codes is None:  # a plain power law costs no more than a lookup
         return _curve(frame.data, crf_gamma, shape)
-    # Frames of 8-16 bit files: the curve at each code once, then a lookup (3x faster for sRGB's).
-    levels = np.arange(2**frame.bit_depth, dtype=np.float32) / np.float32(2**frame.bit_depth - 1)
-    return _curve(levels, crf_gamma, shape)[codes]
+    # 8-bit frames: the curve at each of the 256 codes once, then a lookup (4x faster for sRGB's).
+    lut = _curve(np.arange(256, dtype=np.float32) / np.float32(255), crf_gamma, shape)
+    return cv2.LUT(codes, lut.reshape(256, 1)).reshape(frame.data.shape)
+
+
+def _codes8(frame: Frame) -> np.ndarray | None:
+    """(H, W, C) uint8: the codes of a display frame whose data are exactly code / 255 (an 8-bit
+    file as decoded); None for any other frame (16-bit or float files, resized frames)."""
+    if frame.domain != "display" or frame.floating or frame.bit_depth != 8:
+        return None
+    codes = cv2.convertScaleAbs(frame.data, alpha=255.0)  # rounded and saturated
+    back = codes.astype(np.float32)
+    back *= np.float32(1 / 255)
+    return codes if cv2.norm(back, frame.data, cv2.NORM_INF) < CODE_TOLERANCE / 255 else None
 
 
 def _curve(display: np.ndarray, crf_gamma: float, shape: CurveShape) -> np.ndarray:

@@ -13,6 +13,7 @@ from emvnet.errors import BracketError, ExposureError
 from emvnet.frame import ExposureInfo, Frame
 from emvnet.merge.bracket import (
     Bracket,
+    CurveShape,
     _bands,
     estimate_ratios,
     fit_curve_shape,
@@ -23,6 +24,7 @@ from emvnet.merge.bracket import (
     read_grid,
     select_reference,
     snap_stops,
+    unshape,
 )
 
 TIMES = [0.25, 1.0, 4.0]
@@ -393,3 +395,17 @@ def test_third_stop_steps_need_a_plain_power_law() -> None:
     lin = np.stack([linearize(f) for f in ldr_bracket(rad, times, noise=0.001, seed=3)])
     np.testing.assert_allclose(read_grid(lin, 1)[0], times, rtol=1e-6)
     assert read_grid(lin, 1, thirds=False)[0] is None
+
+
+@pytest.mark.parametrize("shape", ["srgb", 0.5])
+def test_an_8bit_frame_linearizes_through_a_lookup_as_through_the_curve(shape: CurveShape) -> None:
+    codes = np.random.default_rng(3).integers(0, 256, (37, 53, 3)).astype(np.float32)
+    frame = Frame(codes / np.float32(255), "display", "rgb", "jpeg", 8)
+    looked_up = linearize(frame, 1.7, shape)
+    direct = np.power(np.clip(unshape(frame.data, shape), 0.0, 1.0), 1.7)
+    assert looked_up.shape == frame.data.shape and looked_up.dtype == np.float32
+    np.testing.assert_allclose(looked_up, direct, rtol=1e-5, atol=1e-7)
+    # A resized frame holds values between codes: the curve itself, not the nearest code's value.
+    between = Frame((codes + 0.5) / np.float32(256), "display", "rgb", "jpeg", 8)
+    exact = np.power(np.clip(unshape(between.data, shape), 0.0, 1.0), 1.7)
+    np.testing.assert_allclose(linearize(between, 1.7, shape), exact, rtol=1e-5, atol=1e-7)
