@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import OpenEXR
@@ -17,6 +18,12 @@ import OpenEXR
 from emvnet.errors import CorruptImageError, ImageTooLargeError, UnsupportedFormatError
 from emvnet.frame import Frame, Layout
 from emvnet.io.common import ImageInfo, check_size, one_line, printable, replace_nonfinite, to_rgb_float
+
+ExrPrecision = Literal["half", "float"]
+_HALF_MAX = 65504.0  # largest finite float16; beyond it half would store inf
+# The library's thread pool stays off (its default): with it ZIP-compressing a 2 MP merge is 1.7x
+# faster on 2 cores, but its threads do not survive a fork, and a forked process (a DataLoader
+# worker reading training scenes) would wait on them forever.
 
 _DEEP, _MULTIPART = 0x800, 0x1000  # version-field flags
 _MAX_ATTRIBUTES = 1024
@@ -164,3 +171,15 @@ def read_exr(data: bytes, name: str, max_pixels: int) -> Frame:
         bit_depth=_bit_depth(header, names),
         floating=True,
     )
+
+
+def encode_exr(lin: np.ndarray, precision: ExrPrecision = "half") -> bytes:
+    """A linear (H, W, 3 or 4) frame as a ZIP-compressed scanline OpenEXR file (half or float)."""
+    names = ("R", "G", "B") if lin.shape[2] == 3 else ("R", "G1", "G2", "B")
+    planes = np.clip(lin, -_HALF_MAX, _HALF_MAX).astype(np.float16) if precision == "half" else lin
+    channels = {n: np.ascontiguousarray(planes[:, :, i]) for i, n in enumerate(names)}
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    buffer = io.BytesIO()
+    with OpenEXR.File(header, channels) as exr:
+        exr.write(buffer)
+    return buffer.getvalue()

@@ -19,11 +19,11 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-import OpenEXR
 import tifffile
 
 from emvnet.errors import UnsupportedFormatError
 from emvnet.io.avif import AvifBits, HdrTransfer, encode_avif
+from emvnet.io.exr import ExrPrecision, encode_exr
 from emvnet.io.gainmap import encode_ultrahdr
 from emvnet.io.rendition import check_headroom, render
 from emvnet.io.tiff import RGGB_MARKER
@@ -31,7 +31,6 @@ from emvnet.io.tonemap import display
 
 # "uhdr" is an Ultra HDR (ISO 21496-1 gain-map) JPEG; "jpeg" stays the plain SDR picture.
 OutputFormat = Literal["exr", "hdr", "tiff", "png", "jpeg", "uhdr", "avif"]
-ExrPrecision = Literal["half", "float"]
 
 _EXTENSIONS: dict[str, OutputFormat] = {
     ".exr": "exr",
@@ -48,7 +47,6 @@ _EXTENSIONS: dict[str, OutputFormat] = {
 }
 FORMATS: tuple[OutputFormat, ...] = ("exr", "hdr", "tiff", "png", "jpeg", "uhdr", "avif")
 HDR_DISPLAY_FORMATS: frozenset[OutputFormat] = frozenset({"uhdr", "avif"})
-_HALF_MAX = 65504.0  # largest finite float16; beyond it half would store inf
 
 
 def output_format_for(path: str | os.PathLike[str]) -> OutputFormat:
@@ -104,7 +102,7 @@ def encode_image(
     # One private copy, cleaned in place: callers keep their array, and no format stores NaN/inf.
     lin = np.nan_to_num(arr.astype(np.float32), copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     if fmt == "exr":
-        return _encode_exr(lin, exr_precision)
+        return encode_exr(lin, exr_precision)
     if fmt == "hdr":
         return _encode_radiance(lin)
     if fmt == "tiff":
@@ -147,17 +145,6 @@ def write_image(
         if os.path.exists(temp):
             os.unlink(temp)
         raise
-
-
-def _encode_exr(lin: np.ndarray, precision: ExrPrecision) -> bytes:
-    names = ("R", "G", "B") if lin.shape[2] == 3 else ("R", "G1", "G2", "B")
-    planes = np.clip(lin, -_HALF_MAX, _HALF_MAX).astype(np.float16) if precision == "half" else lin
-    channels = {n: np.ascontiguousarray(planes[:, :, i]) for i, n in enumerate(names)}
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    buffer = io.BytesIO()
-    with OpenEXR.File(header, channels) as exr:
-        exr.write(buffer)
-    return buffer.getvalue()
 
 
 def _encode_radiance(lin: np.ndarray) -> bytes:
