@@ -55,12 +55,13 @@ def _gray8(lin: np.ndarray, ratio: float, ceiling: float, scale: float) -> np.nd
     Both frames are clipped at the same `ceiling` (reference units) so that what clips in one
     clips in the other, then stretched back to [0, 1].
     """
-    mean = np.full((1, lin.shape[2]), 1 / lin.shape[2], np.float32)
-    y = cv2.transform(lin, mean)  # the channel mean (H, W), 30x faster than numpy's
-    if scale != 1.0:  # downsized first: the encoding below then runs on the pixels matched
-        y = cv2.resize(y, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    img = np.power(np.clip(y / (ratio * ceiling), 0.0, 1.0), 1 / ENCODING_GAMMA)
-    return np.round(img * 255).astype(np.uint8)
+    mean = np.full((1, lin.shape[2]), 1 / (lin.shape[2] * ratio), np.float32)
+    y = cv2.transform(lin, mean)  # the channel mean (H, W) over the ratio, 30x faster than numpy's
+    img = np.power(np.clip(y / ceiling, 0.0, 1.0), 1 / ENCODING_GAMMA)
+    img8 = np.round(img * 255).astype(np.uint8)
+    if scale != 1.0:
+        img8 = cv2.resize(img8, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return img8
 
 
 def _corner_distance(a: np.ndarray, b: np.ndarray, h: int, w: int) -> float:
