@@ -2,6 +2,7 @@
 
     python benchmarks/profile_merge.py                                  # emvnet-fast-rgb, 1 MP, CPU
     python benchmarks/profile_merge.py --device cuda --size 12mp --tile 1024 2048 4096
+    python benchmarks/profile_merge.py --feature-passes 1024x1024 680x880   # CPU passes, then exit
 
 Per tile size: the median wall time of the input stage (`NetworkMerger._inputs`: stacking, the
 reference-first order, gains) and of the tiled forward (`NetworkMerger.run`), then a
@@ -36,7 +37,16 @@ def main() -> int:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=15, help="operators listed")
+    parser.add_argument(
+        "--feature-passes",
+        nargs="+",
+        metavar="HxW",
+        help="only time the feature extractor on 3 frames of these tile sizes, in one pass and in "
+        "passes of rrdb.CPU_PASS_PIXELS (the CPU default), alternating; median of --repeats x 2",
+    )
     args = parser.parse_args()
+    if args.feature_passes:
+        return feature_passes(args.model, args.feature_passes, 2 * args.repeats)
 
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -80,6 +90,40 @@ def main() -> int:
     print(prof.key_averages().table(sort_by=key, row_limit=args.rows))
     if cuda:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    return 0
+
+
+def feature_passes(model_name: str, sizes: list[str], repeats: int) -> int:
+    """Seconds of the feature extractor (bf16 autocast where the CPU has it) on 3 frames at once
+    against the same frames in passes of `CPU_PASS_PIXELS`, alternating, in this process."""
+    import torch
+
+    from emvnet.net.engine import autocast, resolve_precision, to_channels_last
+    from emvnet.net.layers import rrdb
+    from emvnet.net.model import build_model
+
+    model = build_model(model_name, seed=0)
+    to_channels_last(model)
+    features, cpu = model.features, torch.device("cpu")
+    default = rrdb.CPU_PASS_PIXELS
+    for size in sizes:
+        h, w = (int(v) for v in size.split("x"))
+        cin = features.entry[0].in_channels // model.config.features.unshuffle**2  # frames and masks
+        x = torch.rand(3, cin, h, w).contiguous(memory_format=torch.channels_last)
+        times: dict[str, list[float]] = {"one pass": [], "passes": []}
+        with torch.inference_mode(), autocast(cpu, resolve_precision("auto", cpu)):
+            features(x)  # warm-up
+            for _ in range(repeats):
+                for label, pixels in (("one pass", 1 << 62), ("passes", default)):
+                    rrdb.CPU_PASS_PIXELS = pixels
+                    t0 = time.perf_counter()
+                    features(x)
+                    times[label].append(time.perf_counter() - t0)
+        rrdb.CPU_PASS_PIXELS = default
+        one, passes = (statistics.median(v) for v in times.values())
+        print(
+            f"features, 3 frames of {size}: one pass {one:.3f} s, passes {passes:.3f} s ({one / passes:.2f}x)"
+        )
     return 0
 
 

@@ -70,8 +70,9 @@ class FeatureExtractor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, H, W) -> (B, C, H/u/s, W/u/s). On the CPU the batch goes through in passes of
         at most CPU_PASS_PIXELS input pixels (one frame of a 1024 px tile): a pass of three such
-        frames runs 1.8x slower per pixel, its activations out of the caches
-        (`python benchmarks/speed.py`); the same values either way."""
+        frames runs 1.1-1.4x slower per pixel, its activations out of the caches
+        (`python benchmarks/profile_merge.py --feature-passes 1024x1024 680x880`); the same
+        values either way."""
         per_pass = x.shape[0]
         if x.device.type == "cpu":
             per_pass = max(1, CPU_PASS_PIXELS // (x.shape[-2] * x.shape[-1]))
