@@ -127,3 +127,17 @@ def test_unknown_variant_lists_the_known_ones() -> None:
     """Asking for an unknown variant names the ones that exist."""
     with pytest.raises(KeyError, match="emvnet-fast-rgb"):
         variant("emvnet-huge")
+
+
+def test_cpu_feature_passes_give_the_batch_its_own_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emvnet.net.layers import rrdb
+
+    features = build_model("emvnet-fast-rgb", seed=0).features
+    cin = features.entry[0].in_channels // 4  # before the x2 pixel unshuffle
+    x = torch.rand(5, cin, 32, 48, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        whole = features(x)
+        monkeypatch.setattr(rrdb, "CPU_PASS_PIXELS", 2 * 32 * 48)  # passes of 2, 2 and 1 frames
+        parts = features(x)
+    assert parts.shape == whole.shape
+    torch.testing.assert_close(parts, whole, rtol=0, atol=1e-6)
