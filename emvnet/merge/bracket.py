@@ -53,9 +53,6 @@ REFERENCE_TOLERANCE = 0.10
 # (`python benchmarks/blind_gap.py`).
 GAMMA_GRID = tuple(round(1.6 + 0.1 * k, 1) for k in range(15))  # 1.6 .. 3.0
 GAMMA_FIT_GAIN = 0.7
-# |data x 255 - code| under which an 8-bit frame's sample is that code: float32 rounding of code / 255
-# stays far below it, a value between codes (a resized frame) is mostly far above.
-CODE_TOLERANCE = 0.01
 _FIT_QUANTILES = 4096  # per channel and frame: plenty for a step measured to a hundredth of a stop
 
 Reference = int | Literal["auto"]
@@ -90,23 +87,39 @@ def linearize(frame: Frame, crf_gamma: float = ENCODING_GAMMA, shape: CurveShape
     after their curve's `shape` is undone (`unshape`)."""
     if frame.domain == "linear":
         return frame.data
-    codes = None if shape == 0 else _codes8(frame)
-    if codes is None:  # a plain power law costs no more than a lookup
-        return _curve(frame.data, crf_gamma, shape)
-    # 8-bit frames: the curve at each of the 256 codes once, then a lookup (4x faster for sRGB's).
-    lut = _curve(np.arange(256, dtype=np.float32) / np.float32(255), crf_gamma, shape)
-    return cv2.LUT(codes, lut.reshape(256, 1)).reshape(frame.data.shape)
+    if shape != 0:  # a plain power law costs no more than a lookup
+        levels = np.arange(256, dtype=np.float32) / np.float32(255)
+        looked_up = _looked_up(frame, _curve(levels, crf_gamma, shape))
+        if looked_up is not None:
+            return looked_up
+    return _curve(frame.data, crf_gamma, shape)
 
 
-def _codes8(frame: Frame) -> np.ndarray | None:
-    """(H, W, C) uint8: the codes of a display frame whose data are exactly code / 255 (an 8-bit
-    file as decoded); None for any other frame (16-bit or float files, resized frames)."""
+# |data x 255 - code| under which an 8-bit frame's sample is that code: float32 rounding of code / 255
+# stays far below it, a value between codes (a resized frame) is mostly far above.
+CODE_TOLERANCE = 0.01
+
+
+def _looked_up(frame: Frame, curve: np.ndarray) -> np.ndarray | None:
+    """An 8-bit frame through `curve` (256,) or (256, C), its value at each code: exactly the curve
+    (or `apply_response`'s interpolation, which is exact at codes) at 4x (sRGB's curve) to 80x
+    (`np.interp` per channel) the speed; None for a frame whose data are not code / 255 (16-bit or
+    float files, resized frames)."""
     if frame.domain != "display" or frame.floating or frame.bit_depth != 8:
         return None
     codes = cv2.convertScaleAbs(frame.data, alpha=255.0)  # rounded and saturated
     back = codes.astype(np.float32)
     back *= np.float32(1 / 255)
-    return codes if cv2.norm(back, frame.data, cv2.NORM_INF) < CODE_TOLERANCE / 255 else None
+    if cv2.norm(back, frame.data, cv2.NORM_INF) >= CODE_TOLERANCE / 255:
+        return None
+    table = np.ascontiguousarray(curve, dtype=np.float32).reshape(256, 1, -1)
+    return cv2.LUT(codes, table).reshape(frame.data.shape)
+
+
+def _through_response(frame: Frame, response: np.ndarray) -> np.ndarray:
+    """A display frame through a calibrated response (256, C): a lookup for 8-bit frames."""
+    looked_up = _looked_up(frame, response)
+    return apply_response(frame.data, response) if looked_up is None else looked_up
 
 
 def _curve(display: np.ndarray, crf_gamma: float, shape: CurveShape) -> np.ndarray:
@@ -746,7 +759,7 @@ class Bracket:
     def linear(self) -> np.ndarray:
         """(n, H, W, C) float32, each frame linearized, 1.0 = its clipping level."""
         if self.response is not None:
-            return np.stack([apply_response(f.data, self.response) for f in self.frames])
+            return np.stack([_through_response(f, self.response) for f in self.frames])
         return np.stack([linearize(f, self.crf_gamma, self.curve_shape) for f in self.frames])
 
     @cached_property

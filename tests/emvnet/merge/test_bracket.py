@@ -26,6 +26,7 @@ from emvnet.merge.bracket import (
     snap_stops,
     unshape,
 )
+from emvnet.merge.response import apply_response
 
 TIMES = [0.25, 1.0, 4.0]
 
@@ -409,3 +410,13 @@ def test_an_8bit_frame_linearizes_through_a_lookup_as_through_the_curve(shape: C
     between = Frame((codes + 0.5) / np.float32(256), "display", "rgb", "jpeg", 8)
     exact = np.power(np.clip(unshape(between.data, shape), 0.0, 1.0), 1.7)
     np.testing.assert_allclose(linearize(between, 1.7, shape), exact, rtol=1e-5, atol=1e-7)
+
+
+def test_a_calibrated_response_looks_8bit_frames_up_as_it_interpolates() -> None:
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 256, (5, 29, 31, 3)).astype(np.float32)
+    frames = [Frame(c / np.float32(255), "display", "rgb", "jpeg", 8) for c in codes]
+    response = np.sort(rng.random((256, 3)), axis=0).astype(np.float32)
+    bracket = Bracket(frames=tuple(frames), exposures=None, reference=2, response=response)
+    expected = np.stack([apply_response(f.data, response) for f in frames])
+    np.testing.assert_allclose(bracket.linear, expected, rtol=1e-6, atol=1e-7)

@@ -132,8 +132,9 @@ def test_unknown_variant_lists_the_known_ones() -> None:
 def test_cpu_feature_passes_give_the_batch_its_own_values(monkeypatch: pytest.MonkeyPatch) -> None:
     from emvnet.net.layers import rrdb
 
-    features = build_model("emvnet-fast-rgb", seed=0).features
-    cin = features.entry[0].in_channels // 4  # before the x2 pixel unshuffle
+    model = build_model("emvnet-fast-rgb", seed=0)
+    features, features_config = model.features, model.config.features
+    cin = features.entry[0].in_channels // features_config.unshuffle**2  # before the pixel unshuffle
     x = torch.rand(5, cin, 32, 48, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         whole = features(x)
